@@ -1,0 +1,1 @@
+"""Python client and `stemgen` CLI for StemGeneration resources."""

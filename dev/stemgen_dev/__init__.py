@@ -1,0 +1,1 @@
+"""Development and test infrastructure (not product): local control plane, Azurite, node agent, demo."""
