@@ -7,6 +7,8 @@ can all import it without pulling each other's dependencies.
 from __future__ import annotations
 
 import enum
+import hashlib
+import re
 from typing import Final
 
 GROUP: Final = "stemgen.io"
@@ -165,3 +167,18 @@ def blob_name(prefix: str, namespace: str, name: str, stem: str, audio_format: s
     """Blob path inside the container: `<prefix>/<namespace>/<name>/<stem>.<format>`."""
     parts = [p.strip("/") for p in (prefix, namespace, name) if p and p.strip("/")]
     return "/".join([*parts, f"{stem}.{audio_format}"])
+
+
+LABEL_VALUE_MAX: Final = 63
+_LABEL_VALUE_RE: Final = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+
+
+def request_id_label_value(request_id: str) -> str:
+    """The value of `LABEL_REQUEST_ID` for a request id.
+
+    Request ids may be longer than a label value (63) or contain `:`; those are replaced by
+    `sha256-<hex>` of the id so every writer (client, operator) puts the same value on the label.
+    """
+    if len(request_id) <= LABEL_VALUE_MAX and re.match(_LABEL_VALUE_RE, request_id):
+        return request_id
+    return "sha256-" + hashlib.sha256(request_id.encode()).hexdigest()[:56]
