@@ -52,9 +52,11 @@ def spec_schema() -> Schema:
                 default=c.DEFAULT_CONTAINER, minLength=3, maxLength=63, pattern=r"^[a-z0-9][a-z0-9-]*[a-z0-9]$",
                 **{"x-kubernetes-validations": [
                     {"rule": "!self.contains('--')", "message": "must not contain consecutive hyphens"}]}),
-            "prefix": _string("Path prefix inside the container; blobs go to <prefix>/<namespace>/<name>/<stem>.<format>.",
+            "prefix": _string(
+                "Path prefix inside the container; blobs go to <prefix>/<namespace>/<name>/<stem>.<format>.",
                               default="", maxLength=512, pattern=r"^([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?$"),
-            "format": _string("Audio encoding.", enum=[f.value for f in c.AudioFormat], default=c.AudioFormat.WAV.value),
+            "format": _string("Audio encoding.", enum=[f.value for f in c.AudioFormat],
+                              default=c.AudioFormat.WAV.value),
         },
     }
     callback: Schema = {
