@@ -23,15 +23,18 @@ OUTPUT_COLUMNS = ("STEM", "SECONDS", "BYTES", "SHA256", "URL")
 
 
 def age(created: datetime | None, now: datetime | None = None) -> str:
-    """kubectl's compact age: 45s, 12m, 3h, 2d."""
+    """A compact age like kubectl's: seconds below 2 minutes, minutes below 2 hours, hours below 2 days."""
     if created is None:
         return "-"
     now = now or datetime.now(timezone.utc)
     seconds = max(0, int((now - created).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
 
 
 def percent_text(resource: StemGeneration) -> str:
