@@ -160,6 +160,7 @@ class FailureReason(str, enum.Enum):
     IMAGE_PULL = "ImagePullFailed"
     JOB_DELETED = "JobDeleted"
     CALLBACK_REFUSED = "CallbackURLRefused"
+    POOL_UNAVAILABLE = "PoolUnavailable"  # spec.device names a pool this cluster does not have
     INTERNAL = "InternalError"
 
 
