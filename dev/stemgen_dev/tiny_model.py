@@ -126,6 +126,15 @@ def write_checkpoint(directory: str | Path, preset: str = "tiny", *, seed: int =
     return directory
 
 
+def ensure_checkpoint(directory: str | Path, preset: str = "tiny", *, seed: int = 0,
+                      segment_duration: float = 30.0) -> Path:
+    """`write_checkpoint` unless both files are already there (session fixtures, the demo)."""
+    directory = Path(directory)
+    if (directory / LM_FILENAME).is_file() and (directory / COMPRESSION_FILENAME).is_file():
+        return directory
+    return write_checkpoint(directory, preset, seed=seed, segment_duration=segment_duration)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("directory")

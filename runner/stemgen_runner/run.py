@@ -105,6 +105,7 @@ class RequestRun:
         plan = self.plan = build_plan(spec)
         output = spec["output"]
         store = BlobStore.from_settings(self.settings)
+        source = resolve_model(spec["model"], self.settings.model_cache)
 
         configure_hub(self.settings.model_cache, self.settings.allow_download)
         import torch
@@ -119,7 +120,6 @@ class RequestRun:
 
         # Fail fast on a blob store that is down before spending minutes of GPU time.
         store.ensure_container(output["container"])
-        source = resolve_model(spec["model"], self.settings.model_cache)
         with self.stopwatch.measure("modelLoadSeconds"):
             model = load_model(source, device)
         self.warnings = warnings_for(plan, float(model.max_duration))
