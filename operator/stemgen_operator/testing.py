@@ -84,3 +84,26 @@ class OperatorThread:
 def running_operator(settings: OperatorSettings) -> Iterator[OperatorThread]:
     with OperatorThread(settings) as operator:
         yield operator
+
+
+def request_manifest(name: str, namespace: str | None = None, **spec: Any) -> dict[str, Any]:
+    """A StemGeneration to create (tests, the benchmark); `spec` overrides the minimal one."""
+    from stemgen_api import contract as c
+
+    metadata: dict[str, Any] = {"name": name}
+    if namespace:
+        metadata["namespace"] = namespace
+    return {"apiVersion": c.API_VERSION, "kind": c.KIND, "metadata": metadata,
+            "spec": {"stems": ["drums", "bass"], **spec}}
+
+
+def request_body(name: str = "song", namespace: str = "music", uid: str = "uid-1", generation: int = 1,
+                 status: dict[str, Any] | None = None, created: str = "2026-01-01T00:00:00Z",
+                 **spec: Any) -> dict[str, Any]:
+    """A StemGeneration as the API server returns it, for pure unit tests."""
+    body = request_manifest(name, namespace, **spec)
+    body["metadata"].update({"uid": uid, "generation": generation, "resourceVersion": "1",
+                             "creationTimestamp": created})
+    if status is not None:
+        body["status"] = status
+    return body
