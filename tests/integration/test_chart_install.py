@@ -55,17 +55,23 @@ def can_i(kubectl, account: str, verb: str, resource: str, namespace: str | None
 
 
 def objects_of(kubectl, release: str, namespaces: list[str]) -> list[str]:
+    """The release's objects that still exist and are not already being deleted.
+
+    A claim being deleted waits for the PVC-protection controller to drop its finalizer; Helm's
+    part (issuing the delete) is done once deletionTimestamp is set.
+    """
     selector = f"app.kubernetes.io/instance={release}"
-    found = []
+    items = []
     for namespace in namespaces:
-        out = kubectl("get", ",".join(NAMESPACED_KINDS), "-n", namespace, "-l", selector, "-o", "name").stdout
-        found += [f"{namespace}/{line}" for line in out.split()]
-    found += kubectl("get", ",".join(CLUSTER_KINDS), "-l", selector, "-o", "name").stdout.split()
-    return found
+        items += json.loads(kubectl("get", ",".join(NAMESPACED_KINDS), "-n", namespace, "-l", selector,
+                                    "-o", "json").stdout)["items"]
+    items += json.loads(kubectl("get", ",".join(CLUSTER_KINDS), "-l", selector, "-o", "json").stdout)["items"]
+    return [f"{item['kind']}/{item['metadata'].get('namespace', '')}/{item['metadata']['name']}" for item in items
+            if not item["metadata"].get("deletionTimestamp")]
 
 
 def wait_gone(kubectl, release: str, namespaces: list[str], timeout: float = 60.0) -> list[str]:
-    """Uninstall returns before PVC protection finalizers and garbage collection are done."""
+    """Uninstall returns before garbage collection (ReplicaSets, Pods) is done."""
     deadline = time.monotonic() + timeout
     while True:
         left = objects_of(kubectl, release, namespaces)
