@@ -34,7 +34,7 @@ class CallbackReceiver:
                  port: int = 0):
         self.secret = secret
         self.received: list[ReceivedCallback] = []
-        self._script: list[int] = []
+        self._script: list[int | tuple[int, dict[str, str]]] = []
         self._lock = threading.Condition()
         receiver = self
 
@@ -47,12 +47,15 @@ class CallbackReceiver:
                 except ValueError:
                     payload = None
                 with receiver._lock:
-                    status = receiver._script.pop(0) if receiver._script else 200
+                    step = receiver._script.pop(0) if receiver._script else 200
+                    status, extra_headers = step if isinstance(step, tuple) else (step, {})
                     receiver.received.append(ReceivedCallback(
                         headers, body, payload, verify(receiver.secret, headers, body), status,
                         datetime.now(timezone.utc)))
                     receiver._lock.notify_all()
                 self.send_response(status)
+                for header, value in extra_headers.items():
+                    self.send_header(header, value)
                 self.send_header("content-length", "0")
                 self.end_headers()
 
@@ -71,7 +74,8 @@ class CallbackReceiver:
     def port(self) -> int:
         return self._server.server_address[1]
 
-    def script(self, status_codes: list[int]) -> None:
+    def script(self, status_codes: list[int | tuple[int, dict[str, str]]]) -> None:
+        """Answer these first, in order: a status code, or (status code, extra response headers)."""
         with self._lock:
             self._script = list(status_codes)
 
@@ -90,7 +94,8 @@ class CallbackReceiver:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() blocks forever unless serve_forever is running
+            self._server.shutdown()
         self._server.server_close()
 
     def __enter__(self) -> CallbackReceiver:
