@@ -11,6 +11,7 @@ from stemgen_api.validation import FieldError, SpecError
 from .client import StemGenClient, outputs_or_raise
 from .errors import (
     NotFound,
+    NotReady,
     RequestCancelled,
     RequestConflict,
     RequestFailed,
@@ -27,6 +28,7 @@ __all__ = [
     "FieldError",
     "GenerationParams",
     "NotFound",
+    "NotReady",
     "Output",
     "OutputSpec",
     "Progress",

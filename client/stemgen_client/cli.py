@@ -25,8 +25,8 @@ from stemgen_api.validation import SpecError
 from .client import StemGenClient, outputs_or_raise
 from .config import current_namespace
 from .display import WaitDisplay, output_table, request_table
-from .download import IntegrityError, NotReady, StorageAuth, download_outputs
-from .errors import NotFound, RequestCancelled, RequestConflict, RequestFailed, StemGenError, WaitTimeout
+from .download import IntegrityError, StorageAuth, download_outputs
+from .errors import NotFound, NotReady, RequestCancelled, RequestConflict, RequestFailed, StemGenError, WaitTimeout
 from .exitcodes import CliExit
 from .models import StemGeneration
 from .spec import build_manifest, build_spec, split_manifest
@@ -188,7 +188,7 @@ def cli(ctx: click.Context, kubeconfig: str | None, context: str | None, namespa
 
     \b
     Exit codes: 0 ok, 1 error, 2 usage/invalid spec, 3 Failed, 4 Cancelled, 5 timeout,
-    6 not found, 7 name conflict, 8 checksum mismatch, 9 not ready for download.
+    6 not found, 7 name conflict, 8 checksum mismatch, 9 not ready (download, logs).
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")

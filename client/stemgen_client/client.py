@@ -19,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from stemgen_api import contract as c
 
 from . import config as client_config
-from .errors import NotFound, RequestCancelled, RequestConflict, RequestFailed, WaitTimeout
+from .errors import NotFound, NotReady, RequestCancelled, RequestConflict, RequestFailed, WaitTimeout
 from .models import Output, StemGeneration
 from .retry import RetryPolicy, call_with_retries, is_transient
 from .spec import SpecLike, build_manifest, build_spec
@@ -289,11 +289,18 @@ class StemGenClient:
              tail_lines: int | None = None, follow: bool = False) -> Iterator[str]:
         """Lines of the latest (or the named) runner pod's log; with `follow`, until the pod ends."""
         namespace = self._ns(namespace)
-        if pod is None:
-            pods = self.runner_pods(name, namespace)
-            if not pods:
-                raise NotFound(f"no runner pod for {namespace}/{name} yet (label {c.LABEL_NAME}={name})")
-            pod = pods[-1].metadata.name
+        pods = self.runner_pods(name, namespace)
+        if not pods:
+            raise NotFound(f"no runner pod for {namespace}/{name} yet (label {c.LABEL_NAME}={name})")
+        chosen = pods[-1] if pod is None else next((p for p in pods if p.metadata.name == pod), None)
+        if chosen is None:
+            raise NotFound(f"pod {pod} is not a runner pod of {namespace}/{name}; "
+                           f"runner pods: {', '.join(p.metadata.name for p in pods)}")
+        if not chosen.spec.node_name:
+            # The API server answers an unscheduled pod's log with an empty body; say why instead.
+            raise NotReady(f"runner pod {chosen.metadata.name} is not on a node yet "
+                           f"(phase {chosen.status.phase if chosen.status else 'Pending'}); no log yet")
+        pod = chosen.metadata.name
         kwargs: dict[str, Any] = {"tail_lines": tail_lines} if tail_lines is not None else {}
         if follow:
             response = self.core.read_namespaced_pod_log(pod, namespace, follow=True, _preload_content=False,

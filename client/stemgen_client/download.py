@@ -16,7 +16,7 @@ from typing import Any
 
 from stemgen_api import contract as c
 
-from .errors import NotFound, StemGenError
+from .errors import NotFound, NotReady, StemGenError
 from .models import Output, StemGeneration
 
 log = logging.getLogger(__name__)
@@ -26,10 +26,6 @@ CHUNK = 4 * 1024 * 1024
 
 class IntegrityError(StemGenError):
     """A blob's content does not match the sha256 in status.outputs."""
-
-
-class NotReady(StemGenError):
-    """The request has not Succeeded, so there is nothing (complete) to download."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FieldError",
     "NotFound",
+    "NotReady",
     "RequestCancelled",
     "RequestConflict",
     "RequestFailed",
@@ -33,6 +34,10 @@ class StemGenError(Exception):
 
 class NotFound(StemGenError):
     """The StemGeneration (or the runner pod, or a blob) does not exist."""
+
+
+class NotReady(StemGenError):
+    """Not there yet: stems of a request that has not Succeeded, logs of a pod not yet on a node."""
 
 
 class RequestConflict(StemGenError):

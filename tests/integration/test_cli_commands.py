@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kubernetes import client as k8s
 from stemgen_api import contract as c
 from stemgen_client import StemGenClient
 from stemgen_client.exitcodes import CliExit
@@ -40,7 +39,7 @@ def test_submit_from_flags_is_idempotent_by_request_id(cli, stemgen: StemGenClie
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip() == f"stemgeneration.stemgen.io/{name} unchanged (exists)"
     [resource] = stemgen.list()
-    assert resource.name == name and resource.spec["generation"] == {"seed": 7}
+    assert resource.name == name and resource.spec["generation"]["seed"] == 7
     assert resource.spec["stems"] == ["drums", "bass"] and resource.spec["key"] == "E minor"
 
 
@@ -131,20 +130,6 @@ def test_delete(cli, stemgen: StemGenClient) -> None:
     result = cli("delete", "temp")
     assert result.returncode == 0 and "temp deleted" in result.stdout
     assert stemgen.list() == []
-
-
-def test_logs_of_a_pod_without_a_node_is_a_clear_error(cli, stemgen: StemGenClient, api_client,
-                                                       namespace: str) -> None:
-    stemgen.create(stems=["drums"], name="noisy")
-    none_yet = cli("logs", "noisy")
-    assert none_yet.returncode == CliExit.NOT_FOUND and "no runner pod" in none_yet.stderr
-    k8s.CoreV1Api(api_client).create_namespaced_pod(namespace, k8s.V1Pod(
-        metadata=k8s.V1ObjectMeta(name="noisy-runner", labels={c.LABEL_NAME: "noisy"}),
-        spec=k8s.V1PodSpec(containers=[k8s.V1Container(name="runner", image="stemgen-runner")])))
-    unscheduled = cli("logs", "noisy")
-    # No kubelet runs here, so the API server itself answers that the pod has no node yet.
-    assert unscheduled.returncode == CliExit.ERROR
-    assert "noisy-runner" in unscheduled.stderr and unscheduled.stderr.startswith("error:")
 
 
 def test_context_selects_cluster_and_default_namespace(control_plane, namespace: str, tmp_path: Path,
