@@ -179,3 +179,41 @@ def test_plain_manifests_apply_as_documented(kubectl) -> None:
             assert "created (server dry run)" in out, out
     finally:
         kubectl("delete", "-f", str(root), "--ignore-not-found", "--wait=false", check=False)
+
+
+def test_operator_identity_can_create_the_job_it_builds_from_the_chart_settings(helm, kubectl, namespace) -> None:
+    """The chart and the operator agree: the Job the operator builds from the installed ConfigMap is
+    accepted when created *as the operator's ServiceAccount*, and names the runner ServiceAccount,
+    claim and storage Secret key the chart set up."""
+    settings_module = pytest.importorskip("stemgen_operator.settings")
+    jobs = pytest.importorskip("stemgen_operator.jobs")
+    release = f"sg{uuid.uuid4().hex[:6]}"
+    with installed(helm, release, namespace):
+        kubectl("apply", "-n", namespace, "-f", str(m.MANIFESTS_DIR / "examples" / "minimal.yaml"))
+        body = json.loads(kubectl("get", f"{c.PLURAL}.{c.GROUP}", "minimal-groove", "-n", namespace,
+                                  "-o", "json").stdout)
+        data = json.loads(kubectl("get", "configmap", f"{release}-stemgen-operator", "-n", namespace,
+                                  "-o", "json").stdout)["data"]
+        with pytest.MonkeyPatch.context() as env:
+            for key, value in data.items():
+                env.setenv(key, value)
+            settings = settings_module.load_settings()
+        for pool in (c.Pool.GPU, c.Pool.CPU):
+            job = jobs.build_job(body, pool, settings)
+            job["metadata"]["name"] = f"{job['metadata']['name'][:50]}-{pool.value}"
+            created = kubectl("create", "-f", "-", "-o", "json", "-n", namespace,
+                              f"--as=system:serviceaccount:{namespace}:{release}-stemgen-operator",
+                              input=json.dumps(job))
+            pod = json.loads(created.stdout)["spec"]["template"]["spec"]
+            assert pod["serviceAccountName"] == f"{release}-stemgen-runner"
+            kubectl("get", "serviceaccount", pod["serviceAccountName"], "-n", namespace)
+            claims = [v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v]
+            assert claims == [f"{release}-stemgen-model-cache"]
+            kubectl("get", "pvc", claims[0], "-n", namespace)
+            refs = [e["valueFrom"]["secretKeyRef"] for ctr in pod["containers"] for e in ctr.get("env", [])
+                    if "secretKeyRef" in e.get("valueFrom", {})]
+            assert {"name": "stemgen-storage", "key": "connection-string"} in refs
+            if pool is c.Pool.GPU:
+                assert pod["nodeSelector"] == {"kubernetes.azure.com/agentpool": "gpu"}
+                assert {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"} in pod["tolerations"]
+                assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
