@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import yaml
+
 from stemgen_api import contract as c
 from stemgen_api.crd import CRD_COPIES, build_crd, render_crd
 from stemgen_api.crd import main as crd_main
 from stemgen_api.schema import spec_schema
 from stemgen_api.validation import SpecError, require_valid, validate_spec
-
 from tests.invalid_specs import INVALID_SPECS, VALID_SPEC
 
 
