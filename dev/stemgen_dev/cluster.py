@@ -184,7 +184,7 @@ class ControlPlane:
             f"--authentication-kubeconfig={self.workdir / 'controller-manager.kubeconfig'}",
             f"--authorization-kubeconfig={self.workdir / 'controller-manager.kubeconfig'}",
             "--bind-address=127.0.0.1", f"--secure-port={free_port()}", f"--cert-dir={self.workdir / 'kcm-certs'}",
-            "--leader-elect=false", "--use-service-account-credentials=false",
+            "--leader-elect=false", "--use-service-account-credentials=true",
             f"--service-account-private-key-file={pki / 'sa.key'}", f"--root-ca-file={pki / 'ca.crt'}",
             f"--cluster-signing-cert-file={pki / 'ca.crt'}", f"--cluster-signing-key-file={pki / 'ca.key'}",
             # No cloud, no real nodes: keep the controllers that matter and skip node IPAM.
