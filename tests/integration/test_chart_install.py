@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from stemgen_api import contract as c
 from stemgen_dev import manifests as m
 
@@ -217,3 +218,15 @@ def test_operator_identity_can_create_the_job_it_builds_from_the_chart_settings(
                 assert pod["nodeSelector"] == {"kubernetes.azure.com/agentpool": "gpu"}
                 assert {"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"} in pod["tolerations"]
                 assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
+@pytest.mark.parametrize("values", sorted((m.CHART_DIR / "ci").glob("*-values.yaml")), ids=lambda p: p.stem)
+def test_every_values_file_renders_objects_the_api_server_accepts(control_plane, kubectl, namespace, values) -> None:
+    """Server-side dry run of every rendered object, hooks (the warmup Job) and optional objects
+    (NetworkPolicies) included. ServiceMonitor is left out: this cluster has no Prometheus Operator CRDs."""
+    text = m.template(control_plane.bin_dir / "helm", values_files=(values,), release="dry", namespace=namespace,
+                      set_values=(f"namespaces={{{namespace}}}",))
+    docs = [d for d in yaml.safe_load_all(text) if d and d["kind"] != "ServiceMonitor"]
+    assert docs
+    out = kubectl("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(docs)).stdout
+    assert out.count("(server dry run)") == len(docs), out

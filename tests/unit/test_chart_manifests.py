@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from stemgen_api import contract as c
 from stemgen_api.crd import CRD_FILENAME, render_crd
 from stemgen_api.validation import validate_spec

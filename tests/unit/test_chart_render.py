@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from stemgen_api import contract as c
 from stemgen_dev import manifests as m
 

@@ -22,6 +22,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
 from stemgen_api import contract as c
 
 if sys.version_info >= (3, 11):
