@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from pathlib import Path
 
 from .procs import REPO_ROOT, stop_pid
 
-STATE_DIR = REPO_ROOT / ".stemgen"
+STATE_DIR = Path(os.environ.get("STEMGEN_STATE_DIR", REPO_ROOT / ".stemgen"))
 CLUSTER_STATE = STATE_DIR / "cluster.json"
 AZURITE_STATE = STATE_DIR / "azurite.json"
 
