@@ -154,7 +154,10 @@ def test_entrypoint_is_the_console_script(image: Image) -> None:
     steps = instructions(image.dockerfile)
     entrypoints = [exec_form(rest) for word, rest in steps if word == "ENTRYPOINT"]
     assert entrypoints[-1] == image.entrypoint
-    assert image.entrypoint[0] in PYPROJECT["project"]["scripts"]
+    target = PYPROJECT["project"]["scripts"][image.entrypoint[0]]
+    module_name, _, attribute = target.partition(":")
+    module = pytest.importorskip(module_name)
+    assert callable(getattr(module, attribute)), f"{target} (the image's entrypoint) is not callable"
     cmds = [exec_form(rest) for word, rest in steps if word == "CMD"]
     assert (cmds[-1] if cmds else None) == image.cmd
     assert re.search(rf'pip install "\.\[{image.extra}\]"', (ROOT / image.dockerfile).read_text()), (
