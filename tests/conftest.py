@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from stemgen_dev.azurite import Azurite
 from stemgen_dev.cluster import ControlPlane, start_control_plane
 from stemgen_dev.receiver import CallbackReceiver
