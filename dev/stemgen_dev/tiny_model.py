@@ -66,6 +66,9 @@ _LM_BASE: dict[str, Any] = {
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {"lm": {}, "compression": {}},
+    # Same, but 10 frames per second (hop 3200 at 32 kHz) instead of 50: a test that must exceed
+    # the model's window (which audiocraft requires to be over 18 s) generates 5x fewer steps.
+    "tiny-10hz": {"lm": {}, "compression": {"seanet": {"ratios": [8, 5, 5, 4, 4]}}},
     # musicgen-small: 24 layers x 1024 wide, 16 heads, card 2048 over 4 codebooks; the EnCodec is
     # the 32 kHz model's SEANet (64 filters, 128-d latent, 2 LSTM layers, 50 Hz frames).
     "small": {

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import soundfile as sf
+
 from stemgen_api import contract as c
 
 CONTENT_TYPES = {c.AudioFormat.WAV.value: "audio/wav", c.AudioFormat.FLAC.value: "audio/flac"}

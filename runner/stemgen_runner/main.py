@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 from kubernetes.client import CustomObjectsApi
+
 from stemgen_api import contract as c
 
 from . import callback, logs

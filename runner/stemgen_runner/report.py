@@ -16,8 +16,9 @@ from typing import Any
 
 from kubernetes.client import CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
-from stemgen_api import contract as c
 from urllib3.exceptions import HTTPError
+
+from stemgen_api import contract as c
 
 from .errors import ResourceGone
 

@@ -22,7 +22,7 @@ from stemgen_api.webhooks import DeliveryResult, callback_status
 from . import audio, callback, logs
 from .errors import InvalidSpec, RunnerError, classify
 from .generate import generate_stems
-from .model import choose_device, configure_hub, describe_device, load_model, resolve_model
+from .model import choose_device, configure_hub, describe_device, load_model, prepare_torch, resolve_model
 from .plan import GenerationPlan, build_plan, warnings_for
 from .report import StatusReporter, parse_rfc3339, progress, rfc3339
 from .settings import RunnerSettings
@@ -111,6 +111,7 @@ class RequestRun:
         import torch
 
         device = choose_device(spec["device"], torch.cuda.is_available(), self.settings.device)
+        prepare_torch(device, self.settings.cpu_threads)
         self.reporter.transition(
             {"phase": c.Phase.RUNNING.value, "reason": "Running",
              "message": f"generating {', '.join(plan.stems)} ({plan.duration_seconds:g}s) with {spec['model']}",
@@ -121,7 +122,7 @@ class RequestRun:
         # Fail fast on a blob store that is down before spending minutes of GPU time.
         store.ensure_container(output["container"])
         with self.stopwatch.measure("modelLoadSeconds"):
-            model = load_model(source, device)
+            model = load_model(source, device, self.settings.cpu_threads)
         self.warnings = warnings_for(plan, float(model.max_duration))
         self.reporter.patch({"warnings": self.warnings,
                              "progress": progress(c.ProgressStage.GENERATING, PERCENT_GENERATING)})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from stemgen_api import contract as c
 from stemgen_api.webhooks import RetryPolicy
 
@@ -49,6 +50,9 @@ class RunnerSettings(BaseSettings):
     """A run never downloads unless allowed: a cold cache must fail fast, not pull GBs per pod."""
     device: str | None = None
     """Force a torch device (`cpu`, `cuda`, `cuda:1`) instead of deciding from spec.device."""
+
+    cpu_threads: int | None = None
+    """torch CPU threads; default: the container's CPU limit (see model.cpu_threads)."""
 
     progress_interval: float = 1.0
     """Minimum seconds between progress patches, so a long generation does not flood the apiserver."""

@@ -35,7 +35,7 @@ def warmup(settings: RunnerSettings, model: str) -> tuple[dict[str, Any], bool]:
     try:
         source = resolve_model(model, settings.model_cache)
         started = time.monotonic()
-        loaded = load_model(source, settings.device or "cpu")
+        loaded = load_model(source, settings.device or "cpu", settings.cpu_threads)
         report.update(model_summary(loaded))
         report["loadSeconds"] = round(time.monotonic() - started, 2)
         report["location"] = source.location

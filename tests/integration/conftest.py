@@ -13,13 +13,16 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+
 from stemgen_api import contract as c
 from stemgen_api.webhooks import verify
 
 TINY_MODEL = "stemgen/tiny"
 """spec.model of the tiny checkpoint, found under the model cache (STEMGEN_MODEL_CACHE)."""
-TINY_MODEL_SHORT_WINDOW = "stemgen/tiny-window1"
-"""The same architecture with a 1 s window, so a 1.5 s request exercises audiocraft's extension."""
+TINY_MODEL_EXTENDING = "stemgen/tiny-10hz-window18"
+"""An 18.5 s window at 10 frames/s: a 19 s request exercises audiocraft's extension cheaply
+(MusicGen itself refuses windows of 18 s or less: its default extend stride is 18 s)."""
+EXTENDING_WINDOW_SECONDS = 18.5
 CALLBACK_SECRET = "whsec_" + "c3RlbWdlbi10ZXN0LXNlY3JldC0xMjM0NTY3ODkw"
 
 
@@ -30,7 +33,7 @@ def tiny_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     cache = tmp_path_factory.mktemp("model-cache")
     ensure_checkpoint(cache / TINY_MODEL)
-    ensure_checkpoint(cache / TINY_MODEL_SHORT_WINDOW, segment_duration=1.0)
+    ensure_checkpoint(cache / TINY_MODEL_EXTENDING, "tiny-10hz", segment_duration=EXTENDING_WINDOW_SECONDS)
     return cache
 
 
@@ -67,7 +70,7 @@ def runner_settings(namespace, azurite, tiny_model_cache):
             "model_cache": str(tiny_model_cache), "callback_secret": CALLBACK_SECRET,
             "callback_allow_private": True, "callback_initial_delay": 0.2, "callback_max_delay": 1.0,
             "callback_max_total_seconds": 15.0, "callback_timeout": 2.0, "progress_interval": 0.2,
-            "log_format": "text",
+            "log_format": "text", "cpu_threads": 1,
         }
         values.update(overrides)
         return RunnerSettings(**values)
@@ -88,6 +91,8 @@ def runner_env(namespace, azurite, tiny_model_cache, kubeconfig) -> Callable[...
             c.ENV_CALLBACK_SECRET: CALLBACK_SECRET, "STEMGEN_CALLBACK_ALLOW_PRIVATE": "true",
             "STEMGEN_STORAGE_RETRY_TOTAL": "1", "STEMGEN_STORAGE_INITIAL_BACKOFF": "0.2",
             "STEMGEN_CALLBACK_INITIAL_DELAY": "0.2", "STEMGEN_CALLBACK_MAX_TOTAL_SECONDS": "15",
+            # Tests share a small, busy machine: one torch thread is ~10x faster than an oversubscribed pool.
+            "STEMGEN_CPU_THREADS": "1",
         })
         env.update(extra)
         return env

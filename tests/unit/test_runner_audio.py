@@ -8,6 +8,7 @@ import io
 import numpy as np
 import pytest
 import soundfile as sf
+
 from stemgen_runner.audio import (
     PostProcessing,
     apply_fades,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from stemgen_api import contract as c
 from stemgen_api.webhooks import CallbackURLRefused, webhook_id
 from stemgen_runner.callback import callback_data, refused_status, resolve_target

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from stemgen_api import contract as c
 from stemgen_api.validation import SpecError, require_valid
 from stemgen_runner.errors import GenerationFailed, InvalidSpec, ModelNotFound, RunnerError, StorageFailed, classify

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
 from stemgen_runner.errors import ModelNotFound, RunnerError
 from stemgen_runner.model import choose_device, resolve_model
 
@@ -59,3 +61,16 @@ def test_gpu_requested_without_cuda_is_an_error_not_a_silent_cpu_run() -> None:
 
 def test_settings_override_wins() -> None:
     assert choose_device("gpu", cuda_available=False, override="cpu") == "cpu"
+
+
+def test_cpu_threads_follow_the_cgroup_limit_not_the_node(tmp_path: Path) -> None:
+    from stemgen_runner.model import cgroup_cpu_limit, cpu_threads
+
+    limited = tmp_path / "cpu.max"
+    limited.write_text("150000 100000\n")
+    assert cgroup_cpu_limit(limited) == 1.5
+    limited.write_text("max 100000\n")
+    assert cgroup_cpu_limit(limited) is None
+    assert cgroup_cpu_limit(tmp_path / "absent") is None
+    assert cpu_threads(3) == 3
+    assert 1 <= cpu_threads() <= (os.cpu_count() or 1)

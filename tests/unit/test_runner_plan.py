@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from stemgen_api.validation import require_valid
 from stemgen_runner.plan import (
     VOCALS_WARNING,

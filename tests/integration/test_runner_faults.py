@@ -1,0 +1,182 @@
+"""The runner in-process against the real API server, Azurite and HTTP receivers: ordering of
+status and callback, windowed extension, and the fault cases of issue 3."""
+
+from __future__ import annotations
+
+import copy
+import socket
+
+from kubernetes import client
+
+from stemgen_api import contract as c
+from stemgen_api.webhooks import webhook_id
+from stemgen_runner.main import run_request
+from stemgen_runner.report import StatusReporter
+from stemgen_runner.run import RequestRun
+
+from .conftest import TINY_MODEL, TINY_MODEL_EXTENDING
+from .runner_audio_checks import assert_stem_blob, download
+
+
+def _spec(callback_url: str, **overrides):
+    spec = {"stems": ["drums"], "durationSeconds": 1, "model": TINY_MODEL, "device": "cpu",
+            "generation": {"seed": 7}, "callback": {"url": callback_url, "secretRef": {"name": "hook-secret"}}}
+    spec.update(overrides)
+    return spec
+
+
+def _conditions(status) -> dict[str, str]:
+    return {condition["type"]: condition["status"] for condition in status.get("conditions", [])}
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/nobody-home"
+
+
+def test_status_is_final_before_the_callback_arrives_and_reruns_do_not_regenerate(
+        create_request, read_request, runner_settings, api_client, azurite, status_probing_receiver) -> None:
+    created = create_request("ordered", _spec(status_probing_receiver.url, stems=["vocals", "piano"],
+                                              output={"format": "flac"}))
+    settings = runner_settings("ordered")
+    assert run_request(settings, client.CustomObjectsApi(api_client)) == c.ExitCode.SUCCESS
+
+    assert status_probing_receiver.arrived.wait(30)
+    (probe,) = status_probing_receiver.received
+    assert probe.verified
+    at_arrival = probe.status_at_arrival
+    assert at_arrival["phase"] == c.Phase.SUCCEEDED.value, "callback arrived before status said Succeeded"
+    assert at_arrival["outputs"] == probe.payload["data"]["outputs"] and len(at_arrival["outputs"]) == 2
+    assert "totalSeconds" in at_arrival["timings"] and at_arrival["completionTime"]
+    assert any("realistic vocals" in warning for warning in at_arrival["warnings"])
+    assert probe.headers["webhook-id"] == webhook_id(created["metadata"]["uid"], c.EventType.SUCCEEDED.value)
+    for output in at_arrival["outputs"]:
+        assert output["blobName"].endswith(".flac")
+        assert_stem_blob(azurite.connection_string, output, request_id="ordered", model=TINY_MODEL, duration=1.0,
+                         audio_format="flac")
+
+    # A pod started again after success (e.g. a Job retry) neither regenerates nor re-sends.
+    before = {o["stem"]: download(azurite.connection_string, o)[1].last_modified for o in at_arrival["outputs"]}
+    assert run_request(settings, client.CustomObjectsApi(api_client)) == c.ExitCode.SUCCESS
+    after = {o["stem"]: download(azurite.connection_string, o)[1].last_modified for o in at_arrival["outputs"]}
+    assert before == after and len(status_probing_receiver.received) == 1
+    assert read_request("ordered")["status"]["callback"]["state"] == c.CallbackState.DELIVERED.value
+
+
+def test_duration_beyond_the_model_window_is_generated_in_overlapping_windows(
+        create_request, read_request, runner_settings, api_client, azurite, callback_receiver) -> None:
+    create_request("extended", _spec(callback_receiver.url, model=TINY_MODEL_EXTENDING, durationSeconds=19.5))
+    assert run_request(runner_settings("extended"), client.CustomObjectsApi(api_client)) == c.ExitCode.SUCCESS
+    status = read_request("extended")["status"]
+    assert any("overlapping 18.5 s windows" in warning for warning in status["warnings"])
+    (output,) = status["outputs"]
+    assert_stem_blob(azurite.connection_string, output, request_id="extended", model=TINY_MODEL_EXTENDING,
+                     duration=19.5)
+
+
+def test_blob_store_down_fails_with_reason_and_failure_callback(
+        create_request, read_request, runner_settings, api_client, azurite, callback_receiver) -> None:
+    created = create_request("no-blobs", _spec(callback_receiver.url, retries=0))
+    azurite.stop()
+    try:
+        code = run_request(runner_settings("no-blobs", callback_secret=callback_receiver.secret),
+                           client.CustomObjectsApi(api_client))
+    finally:
+        azurite.start()
+    assert code == c.ExitCode.RETRYABLE_FAILURE
+    status = read_request("no-blobs")["status"]
+    assert status["phase"] == c.Phase.FAILED.value
+    assert status["reason"] == c.FailureReason.STORAGE_ERROR.value and "stems" in status["message"]
+    assert _conditions(status)["Failed"] == "True" and _conditions(status)["Running"] == "False"
+    (received,) = callback_receiver.wait_for(1, timeout=30)
+    assert received.verified and received.json["type"] == c.EventType.FAILED.value
+    assert received.webhook_id == webhook_id(created["metadata"]["uid"], c.EventType.FAILED.value)
+    assert received.json["data"]["error"]["reason"] == c.FailureReason.STORAGE_ERROR.value
+    assert received.json["data"]["phase"] == c.Phase.FAILED.value
+    assert status["callback"]["state"] == c.CallbackState.DELIVERED.value
+
+
+def test_retryable_failure_with_attempts_left_stays_running_and_the_retry_succeeds(
+        create_request, read_request, runner_settings, api_client, azurite, callback_receiver) -> None:
+    create_request("flaky", _spec(callback_receiver.url, retries=1))
+    settings = runner_settings("flaky", callback_secret=callback_receiver.secret)
+    azurite.stop()
+    try:
+        first = run_request(settings, client.CustomObjectsApi(api_client))
+    finally:
+        azurite.start()
+    assert first == c.ExitCode.RETRYABLE_FAILURE
+    status = read_request("flaky")["status"]
+    assert status["phase"] == c.Phase.RUNNING.value and status["attempts"] == 1
+    assert status["reason"] == c.FailureReason.STORAGE_ERROR.value and "will be retried" in status["message"]
+    assert callback_receiver.received == []  # no failure callback for an attempt that will be retried
+
+    assert run_request(settings, client.CustomObjectsApi(api_client)) == c.ExitCode.SUCCESS
+    status = read_request("flaky")["status"]
+    assert status["phase"] == c.Phase.SUCCEEDED.value and status["attempts"] == 2
+    assert [r.json["type"] for r in callback_receiver.wait_for(1)] == [c.EventType.SUCCEEDED.value]
+
+
+def test_receiver_failing_twice_gets_the_callback_on_the_third_attempt_with_the_same_id(
+        create_request, read_request, runner_settings, api_client, callback_receiver) -> None:
+    created = create_request("retry-hook", _spec(callback_receiver.url))
+    callback_receiver.script([500, 500])
+    settings = runner_settings("retry-hook", callback_secret=callback_receiver.secret)
+    assert run_request(settings, client.CustomObjectsApi(api_client)) == c.ExitCode.SUCCESS
+    received = callback_receiver.wait_for(3, timeout=30)
+    assert [r.status_returned for r in received] == [500, 500, 200]
+    expected_id = webhook_id(created["metadata"]["uid"], c.EventType.SUCCEEDED.value)
+    assert {r.webhook_id for r in received} == {expected_id}
+    assert all(r.verified for r in received)
+    status = read_request("retry-hook")["status"]
+    assert status["phase"] == c.Phase.SUCCEEDED.value
+    assert status["callback"]["state"] == c.CallbackState.DELIVERED.value
+    assert status["callback"]["attempts"] == 3 and status["callback"]["lastStatusCode"] == 200
+    assert status["callback"]["webhookId"] == expected_id
+    assert _conditions(status)["CallbackDelivered"] == "True"
+
+
+def test_receiver_down_records_a_failed_callback_and_the_request_stays_succeeded(
+        create_request, read_request, runner_settings, api_client) -> None:
+    create_request("dead-hook", _spec(_closed_port_url()))
+    settings = runner_settings("dead-hook", callback_max_attempts=3)
+    assert run_request(settings, client.CustomObjectsApi(api_client)) == c.ExitCode.SUCCESS
+    status = read_request("dead-hook")["status"]
+    assert status["phase"] == c.Phase.SUCCEEDED.value and len(status["outputs"]) == 1
+    assert status["callback"]["state"] == c.CallbackState.FAILED.value
+    assert status["callback"]["attempts"] == 3 and "ConnectionError" in status["callback"]["lastError"]
+    assert _conditions(status)["CallbackDelivered"] == "False"
+    assert _conditions(status)["Succeeded"] == "True"
+
+
+def test_invalid_spec_fails_permanently_naming_the_field(
+        create_request, read_request, runner_settings, api_client, callback_receiver) -> None:
+    """The API server refuses bad specs, so this plays a runner that got its spec another way
+    (an older CRD without the rule): it reads a valid object, but sees bpm 10."""
+    created = create_request("bad-bpm", _spec(callback_receiver.url, retries=5))
+    api = client.CustomObjectsApi(api_client)
+    settings = runner_settings("bad-bpm", callback_secret=callback_receiver.secret)
+    reporter = StatusReporter(api, settings.namespace, settings.name)
+    seen = copy.deepcopy(reporter.read())
+    seen["spec"]["bpm"] = 10
+    assert RequestRun(settings, reporter, seen).execute() == c.ExitCode.PERMANENT_FAILURE
+    status = read_request("bad-bpm")["status"]
+    assert status["phase"] == c.Phase.FAILED.value and status["reason"] == c.FailureReason.INVALID_SPEC.value
+    assert "spec.bpm" in status["message"]
+    (received,) = callback_receiver.wait_for(1, timeout=30)
+    assert received.json["data"]["error"]["reason"] == c.FailureReason.INVALID_SPEC.value
+    assert received.webhook_id == webhook_id(created["metadata"]["uid"], c.EventType.FAILED.value)
+
+
+def test_secret_ref_without_the_secret_is_not_sent_unsigned(
+        create_request, read_request, runner_settings, api_client, callback_receiver) -> None:
+    create_request("no-secret", _spec(callback_receiver.url, model="stemgen/absent"))
+    settings = runner_settings("no-secret", callback_secret=None)
+    assert run_request(settings, client.CustomObjectsApi(api_client)) == c.ExitCode.PERMANENT_FAILURE
+    status = read_request("no-secret")["status"]
+    assert status["reason"] == c.FailureReason.MODEL_NOT_FOUND.value
+    assert status["callback"]["state"] == c.CallbackState.FAILED.value
+    assert c.ENV_CALLBACK_SECRET in status["callback"]["lastError"]
+    assert callback_receiver.received == []
