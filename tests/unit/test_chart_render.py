@@ -7,6 +7,7 @@ chart renders and the operator does not understand (or vice versa) fails here, n
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -246,3 +247,11 @@ def test_bad_values_are_refused_with_the_path(helm: Path, sets: tuple[str, ...],
         m.template(helm, set_values=sets)
     assert message in str(refused.value), str(refused.value)
 
+
+
+def test_long_release_names_still_give_valid_object_names(helm: Path) -> None:
+    release = "a-very-long-release-name-for-the-music-platform-team"  # 52 of Helm's 53 characters
+    text = m.template(helm, release=release, namespace="music", set_values=("warmup.enabled=true",))
+    for doc in (d for d in yaml.safe_load_all(text) if d):
+        name = doc["metadata"]["name"]
+        assert len(name) <= 63 and re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name), f"{doc['kind']} {name}"
