@@ -114,7 +114,10 @@ def send(cluster: Cluster, body: r.Body, settings: OperatorSettings,
     secret = None
     secret_ref = r.callback_secret_ref(body)
     if secret_ref:
-        secret = cluster.read_secret_value(r.ref(body).namespace, *secret_ref)
+        try:
+            secret = cluster.read_secret_value(r.ref(body).namespace, *secret_ref)
+        except Exception as error:  # e.g. 403: the operator may not read Secrets in this namespace
+            return fail(f"cannot read signing secret {secret_ref[0]}: {error}"[:500])
         if secret is None:
             # Sending unsigned would teach receivers to accept unsigned callbacks; say why instead.
             return fail(f"signing secret {secret_ref[0]}/{secret_ref[1]} not found")

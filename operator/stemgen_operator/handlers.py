@@ -23,6 +23,7 @@ import logging
 from typing import Any
 
 import kopf
+
 from stemgen_api import contract as c
 
 from .runtime import Runtime, configure_kopf

@@ -17,6 +17,7 @@ from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+
 from stemgen_api import contract as c
 
 from . import resource as r

@@ -11,6 +11,7 @@ from collections import Counter as Tally
 from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
 from stemgen_api import contract as c
 
 from . import resource as r

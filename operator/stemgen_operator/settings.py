@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
 from stemgen_api import contract as c
 from stemgen_api.webhooks import RetryPolicy
 
@@ -150,6 +151,14 @@ class OperatorSettings(BaseSettings):
     def _split_namespaces(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("image_pull_secrets", mode="before")
+    @classmethod
+    def _pull_secret_names(cls, value: Any) -> Any:
+        """Accept Kubernetes' own shape (`[{"name": "x"}]`, as Helm values carry it) or plain names."""
+        if isinstance(value, list):
+            return [item.get("name") if isinstance(item, dict) else item for item in value]
         return value
 
     @field_validator("runner_command")

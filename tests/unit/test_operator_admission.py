@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 from hypothesis import given
 from hypothesis import strategies as st
+
 from stemgen_api import contract as c
 from stemgen_operator import admission, jobs
 from stemgen_operator import status as s

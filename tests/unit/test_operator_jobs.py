@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from stemgen_api import contract as c
 from stemgen_operator import jobs
 from stemgen_operator.settings import OperatorSettings, PoolSettings, Resources

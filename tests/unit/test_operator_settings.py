@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from stemgen_api import contract as c
 from stemgen_operator.settings import SettingsError, load_settings
 
@@ -76,3 +77,8 @@ def test_cli_refuses_bad_settings_with_exit_2_and_checks_good_ones():
                           env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=120)
     assert good.returncode == 0, good.stderr
     assert json.loads(good.stdout)["namespaces"] == ["x"]
+
+
+def test_image_pull_secrets_take_helm_shape_or_names(environment):
+    environment(IMAGE_PULL_SECRETS='[{"name": "regcred"}, "other"]')
+    assert load_settings().image_pull_secrets == ["regcred", "other"]
