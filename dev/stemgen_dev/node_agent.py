@@ -126,6 +126,7 @@ class NodeAgent:
         self.keeper.start()
         if self.provisioner is not None:
             self.provisioner.start()
+        self.keeper.wait_schedulable()
         self._watch_thread = threading.Thread(target=self._watch_loop, name="pod-watch", daemon=True)
         self._watch_thread.start()
         return self

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from stemgen_dev.agent import podspec
 from stemgen_dev.agent.podspec import ContainerConfigError, Mount, PathRewriter
 

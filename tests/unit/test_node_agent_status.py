@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from stemgen_dev.agent import nodes, status
 from stemgen_dev.agent.process import ContainerProcess
 from stemgen_dev.agent.status import ContainerReport, Termination

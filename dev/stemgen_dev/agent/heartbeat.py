@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -61,6 +62,26 @@ class NodeKeeper:
                 self._renew_lease(self.nodes[-1])
                 log.info("node %s registered (pool %s)", name, pool.name)
         return self.nodes
+
+    def wait_schedulable(self, timeout: float = 60.0) -> bool:
+        """Wait until the node lifecycle controller has lifted its taints from every node.
+
+        The TaintNodesByCondition admission plugin puts `node.kubernetes.io/not-ready` on every
+        new Node; the controller removes it on its next pass after seeing Ready=True (a few
+        seconds). Pods created before that would sit unschedulable for a scheduler backoff.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self._stop.is_set():
+            pending = [node.name for node in self.nodes if self._controller_taints(node.name)]
+            if not pending:
+                return True
+            time.sleep(0.5)
+        log.warning("nodes still carry controller taints after %.0fs", timeout)
+        return False
+
+    def _controller_taints(self, name: str) -> list[str]:
+        node = self.core.read_node(name)
+        return [taint.key for taint in node.spec.taints or [] if taint.key.startswith("node.kubernetes.io/")]
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="node-heartbeat", daemon=True)

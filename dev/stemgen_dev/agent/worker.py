@@ -170,6 +170,11 @@ class PodWorker(threading.Thread):
                                     lambda report: self._report([report], init_reports))
         self._report([final], init_reports, **self._pod_reason(deadline))
 
+    def _containers_to_run(self) -> list[Mapping[str, Any]]:
+        spec = self.pod.get("spec") or {}
+        inits = [c for c in spec.get("initContainers") or [] if c.get("restartPolicy") != "Always"]
+        return [*inits, *(spec.get("containers") or [])[:1]]
+
     def _report_never_ran(self, main_report: ContainerReport, init_reports: list[ContainerReport],
                           deadline: float | None) -> None:
         """Deleted (or past its deadline) before it could start: a kubelet still leaves it Failed."""
@@ -198,6 +203,8 @@ class PodWorker(threading.Thread):
             try:
                 volume_paths = self._volumes()
                 kubeconfig = self._kubeconfig()
+                for container in self._containers_to_run():
+                    self._environment(container, volume_paths, kubeconfig)  # env refs resolvable?
                 return volume_paths, kubeconfig
             except podspec.ContainerConfigError as error:
                 if str(error) != last_error:
