@@ -19,7 +19,8 @@ step() { echo "==> [build-control-plane] $*" >&2; }
 fail() { echo "!! [build-control-plane] step failed: $1" >&2; exit 1; }
 
 if [[ -x "$BIN_DIR/kube-apiserver" && -x "$BIN_DIR/kube-controller-manager" && -x "$BIN_DIR/kube-scheduler" \
-   && -x "$BIN_DIR/kubectl" && -x "$BIN_DIR/etcd" && -x "$BIN_DIR/helm" ]]; then
+   && -x "$BIN_DIR/kubectl" && -x "$BIN_DIR/etcd" && -x "$BIN_DIR/helm" \
+   && "$(cat "$BIN_DIR/.helm-recipe" 2>/dev/null)" == "$HELM_VERSION k8s $K8S_VERSION" ]]; then
   echo "$BIN_DIR"
   exit 0
 fi
@@ -80,16 +81,20 @@ build_etcd() {
 }
 
 build_helm() {
-  [[ -x "$BIN_DIR/helm" ]] && return 0
+  # helm's default Kubernetes version (for `helm template` capabilities) is set by ldflags upstream.
+  local recipe="$HELM_VERSION k8s $K8S_VERSION"
+  [[ -x "$BIN_DIR/helm" && "$(cat "$BIN_DIR/.helm-recipe" 2>/dev/null)" == "$recipe" ]] && return 0
   local dir="$WORK_DIR/helm-$HELM_VERSION"
   mkdir -p "$dir" && cd "$dir"
   [[ -f go.mod ]] || go mod init stemgen.local/helm-build >/dev/null 2>&1 || fail "go mod init (helm wrapper)"
   step "helm: go get helm.sh/helm/v3@$HELM_VERSION"
   go get "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >/dev/null || fail "go get helm $HELM_VERSION"
   step "helm: go build"
-  go build -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+  go build -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
+    -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor" \
     -o "$BIN_DIR/helm.tmp" helm.sh/helm/v3/cmd/helm || fail "go build helm"
   mv "$BIN_DIR/helm.tmp" "$BIN_DIR/helm"
+  echo "$recipe" > "$BIN_DIR/.helm-recipe"
 }
 
 build_etcd
