@@ -1,5 +1,5 @@
 # The two commands of README.md. Both install what they need on a fresh machine.
-.PHONY: demo test cluster-up cluster-down crds
+.PHONY: demo test cluster-up cluster-down crds manifests
 
 demo:  ## set everything up and run the local end-to-end demo
 	bash hack/install-python.sh
@@ -17,3 +17,6 @@ cluster-down:
 
 crds:  ## regenerate every copy of the CRD from the contract
 	.venv/bin/python -m stemgen_api.crd
+
+manifests:  ## regenerate the CRD copies and manifests/ from the contract and the chart
+	.venv/bin/python -m stemgen_dev.manifests
