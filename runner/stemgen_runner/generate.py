@@ -1,9 +1,16 @@
 """Generation: every stem of a request in ONE batched MusicGen call.
 
-`generate_stems` is the single entry point the rest of the runner uses, so a faster
-implementation (see the `fastpath` package) can replace its internals without touching the
-orchestration. This one is plain audiocraft: `set_generation_params` + `generate`, with
-audiocraft's own windowed extension when the duration exceeds the model's window.
+`generate_stems` is the single entry point the rest of the runner uses. Two engines sit behind it:
+
+* `fast` (default): `fastpath.FastMusicGen`, a lean decoding loop over audiocraft's own modules
+  and weights (preallocated KV cache, text keys/values projected once, float16 matrices,
+  one random generator per stem). See docs/benchmarks.md for what it buys.
+* `audiocraft`: plain `MusicGen.generate` with audiocraft's windowed extension, kept for
+  comparison and as the fallback for models the fast loop does not support (melody, ...).
+
+Both sample each stem from its own generator seeded with its stem seed (plan.stem_seed), so a
+stem's audio is a function of (seed, stem, spec) and not of the other stems in the batch.
+Choose with STEMGEN_GENERATION_ENGINE=fast|audiocraft.
 
 Batching is the point: the LM's cost per step is dominated by reading its weights, so B
 descriptions in one batch cost little more than one, while B sequential calls cost B times.
@@ -11,9 +18,11 @@ descriptions in one batch cost little more than one, while B sequential calls co
 
 from __future__ import annotations
 
-import hashlib
+import logging
+import os
+import weakref
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import GenerationFailed
 from .plan import SamplingParams, extend_stride_seconds
@@ -22,27 +31,50 @@ if TYPE_CHECKING:
     import torch
     from audiocraft.models import MusicGen
 
+    from .fastpath.engine import FastMusicGen
+
+log = logging.getLogger(__name__)
+
 ProgressCallback = Callable[[float], None]
 """Called with the fraction (0..1) of audio frames generated so far, across all windows."""
 
+ENGINE_ENV = "STEMGEN_GENERATION_ENGINE"
+ENGINES = ("fast", "audiocraft")
 
-def batch_seed(seeds: Sequence[int]) -> int:
-    """The one global torch seed for a batch. audiocraft samples every row from the global RNG,
-    so per-row seeds cannot be honoured separately here: the batch's audio is a function of all
-    its stems' seeds (i.e. of the spec's seed and stem list), which is what the contract promises."""
-    if len(seeds) == 1:
-        return int(seeds[0])
-    digest = hashlib.sha256(",".join(str(int(seed)) for seed in seeds).encode()).digest()
-    return int.from_bytes(digest[:4], "big")
+_fast_engines: weakref.WeakKeyDictionary[Any, FastMusicGen] = weakref.WeakKeyDictionary()
 
 
-def generate_stems(model: MusicGen, descriptions: Sequence[str], seeds: Sequence[int], params: SamplingParams,
-                   duration_s: float, on_progress: ProgressCallback | None = None) -> torch.Tensor:
-    """`[B, C, T]` float audio at `model.sample_rate`, one row per description, in one generate call."""
+def _sampling(model: MusicGen, params: SamplingParams) -> Any:
+    from .fastpath.sampling import Sampling
+
+    return Sampling(use_sampling=params.use_sampling, temperature=params.temperature,
+                    top_k=min(params.top_k, int(model.lm.card)),  # top-k beyond the vocabulary is meaningless
+                    top_p=params.top_p, cfg_coef=params.cfg_coef)
+
+
+def fast_engine(model: MusicGen) -> FastMusicGen | None:
+    """The fast engine for this model (built once: it holds float16 copies of the matrices),
+    or None when the model uses something the fast loop does not implement."""
+    from .fastpath.engine import FastMusicGen
+    from .fastpath.support import FastPathUnsupported
+
+    engine = _fast_engines.get(model)
+    if engine is None:
+        try:
+            engine = FastMusicGen(model)
+        except FastPathUnsupported as error:
+            log.warning("falling back to plain audiocraft generation: %s", error)
+            return None
+        _fast_engines[model] = engine
+    return engine
+
+
+def _generate_audiocraft(model: MusicGen, descriptions: Sequence[str], seeds: Sequence[int], params: SamplingParams,
+                         duration_s: float, on_progress: ProgressCallback | None) -> torch.Tensor:
     import torch
 
-    if not descriptions or len(descriptions) != len(seeds):
-        raise ValueError("generate_stems needs one seed per description and at least one description")
+    from .fastpath.sampling import per_row_generators, row_generators
+
     total_frames = max(1, int(duration_s * model.frame_rate))
 
     def progress(generated: int, _to_generate: int) -> None:
@@ -51,24 +83,39 @@ def generate_stems(model: MusicGen, descriptions: Sequence[str], seeds: Sequence
         if on_progress is not None:
             on_progress(min(1.0, generated / total_frames))
 
+    sampling = _sampling(model, params)
     model.set_generation_params(
-        use_sampling=params.use_sampling,
-        top_k=min(params.top_k, int(model.lm.card)),  # top-k beyond the vocabulary is meaningless
-        top_p=params.top_p,
-        temperature=params.temperature,
-        cfg_coef=params.cfg_coef,
-        duration=duration_s,
+        use_sampling=sampling.use_sampling, top_k=sampling.top_k, top_p=sampling.top_p,
+        temperature=sampling.temperature, cfg_coef=sampling.cfg_coef, duration=duration_s,
         extend_stride=extend_stride_seconds(model.max_duration),
     )
     model.set_custom_progress_callback(progress)
-    torch.manual_seed(batch_seed(seeds))
+    device = next(iter(model.lm.parameters())).device
     try:
-        with torch.inference_mode():
-            audio = model.generate(list(descriptions), progress=True)
-    except (RuntimeError, MemoryError) as error:  # CUDA OOM is a RuntimeError subclass
-        raise GenerationFailed(f"generation failed: {error}") from error
+        with per_row_generators(row_generators(seeds, device)), torch.inference_mode():
+            return model.generate(list(descriptions), progress=True)
     finally:
         model.set_custom_progress_callback(None)
+
+
+def generate_stems(model: MusicGen, descriptions: Sequence[str], seeds: Sequence[int], params: SamplingParams,
+                   duration_s: float, on_progress: ProgressCallback | None = None,
+                   engine: str | None = None) -> torch.Tensor:
+    """`[B, C, T]` float audio at `model.sample_rate`, one row per description, in one batched call."""
+    if not descriptions or len(descriptions) != len(seeds):
+        raise ValueError("generate_stems needs one seed per description and at least one description")
+    engine = engine or os.environ.get(ENGINE_ENV, "fast")
+    if engine not in ENGINES:
+        raise ValueError(f"{ENGINE_ENV} must be one of {', '.join(ENGINES)}, not {engine!r}")
+    try:
+        fast = fast_engine(model) if engine == "fast" else None
+        if fast is not None:
+            audio = fast.generate(descriptions, seeds, _sampling(model, params), duration_s,
+                                  extend_stride_s=extend_stride_seconds(model.max_duration), on_progress=on_progress)
+        else:
+            audio = _generate_audiocraft(model, descriptions, seeds, params, duration_s, on_progress)
+    except (RuntimeError, MemoryError) as error:  # CUDA OOM is a RuntimeError subclass
+        raise GenerationFailed(f"generation failed: {error}") from error
     if on_progress is not None:
         on_progress(1.0)
     return audio.float().cpu()

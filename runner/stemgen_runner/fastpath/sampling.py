@@ -51,7 +51,7 @@ def multinomial_rows(probs: torch.Tensor, generators: Sequence[torch.Generator])
 
 
 def top_k_rows(probs: torch.Tensor, k: int, generators: Sequence[torch.Generator]) -> torch.Tensor:
-    top_values, _ = torch.topk(probs, k, dim=-1)
+    top_values, _ = torch.topk(probs, min(k, probs.shape[-1]), dim=-1)  # k beyond the vocabulary: all tokens
     threshold = top_values[..., [-1]]
     probs = probs * (probs >= threshold).float()
     probs = probs / probs.sum(dim=-1, keepdim=True)

@@ -1,0 +1,190 @@
+"""Generation speed: stemgen's runner vs plain audiocraft, on this machine, in one run.
+
+    .venv/bin/python bench/bench_generation.py                 # musicgen-small shapes, 10 s, 1 and 4 stems
+    .venv/bin/python bench/bench_generation.py --duration 2    # quick look
+    .venv/bin/python bench/bench_generation.py --preset tiny --duration 2   # smoke test, seconds
+
+Every measurement runs in its own child process, so its peak RSS is its own and one run's
+allocations do not warm or fragment the next. The model is musicgen-small-shaped with random
+weights (dev/stemgen_dev/tiny_model.py, preset `small`), written once to the cache directory
+in audiocraft's format, plus the fast copy that `stemgen-runner warmup` writes.
+
+Rows:
+  plain 1 / plain N   audiocraft `MusicGen.generate` as shipped (float32 on CPU, global RNG), batched
+  stemgen 1 / N       the runner's `generate_stems` (fast loop, per-stem generators)
+  sequential N        N x plain 1, what the replaced worker did (estimated unless --measure-sequential)
+  load                audiocraft's loader (`MusicGen.get_pretrained`) vs `fastpath.checkpoint.load_fast`
+Ratios are computed within this run; on a shared machine compare ratios, not seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+STEMS = ("drums", "bass", "guitar", "piano", "synth", "strings", "other", "vocals")
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def worker(args: argparse.Namespace) -> dict[str, Any]:
+    """One measurement, in this (child) process: load the model, generate, report."""
+    import torch
+    from audiocraft.modules.transformer import set_efficient_attention_backend
+
+    set_efficient_attention_backend("torch")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    stems = list(STEMS[: args.stems])
+    descriptions = [f"solo {stem}, lofi hip hop, 90 bpm, in the key of E minor" for stem in stems]
+    result: dict[str, Any] = {"kind": args.worker, "stems": args.stems, "duration": args.duration}
+    started = time.perf_counter()
+    if args.worker == "plain":
+        from audiocraft.models import MusicGen
+
+        model = MusicGen.get_pretrained(args.checkpoint, device="cpu")
+    else:
+        from stemgen_runner.fastpath.checkpoint import load_fast
+
+        model = load_fast(args.checkpoint, device="cpu")
+    result["load_s"] = time.perf_counter() - started
+    result["rss_after_load_mb"] = _peak_rss_mb()
+
+    started = time.perf_counter()
+    if args.worker == "plain":
+        model.set_generation_params(duration=args.duration, top_k=250, cfg_coef=3.0)
+        torch.manual_seed(1234)
+        with torch.inference_mode():
+            audio = model.generate(descriptions, progress=False)
+    else:
+        from stemgen_runner.generate import generate_stems
+        from stemgen_runner.plan import SamplingParams, stem_seed
+
+        audio = generate_stems(model, descriptions, [stem_seed(1234, stem) for stem in stems],
+                               SamplingParams(top_k=250, cfg_coef=3.0), args.duration)
+    result["generate_s"] = time.perf_counter() - started
+    result["shape"] = list(audio.shape)
+    result["peak_rss_mb"] = _peak_rss_mb()
+    return result
+
+
+def ensure_checkpoint(directory: Path, preset: str) -> None:
+    from stemgen_dev.tiny_model import ensure_checkpoint as write_random_checkpoint
+    from stemgen_runner.fastpath.checkpoint import has_fast, save_fast
+
+    if not (directory / "state_dict.bin").is_file():
+        print(f"writing a random-weight '{preset}' checkpoint to {directory} (once)", file=sys.stderr)
+        write_random_checkpoint(directory, preset)
+    if not has_fast(directory):
+        save_fast(directory / "state_dict.bin", directory / "compression_state_dict.bin", directory)
+
+
+def run_child(args: argparse.Namespace, kind: str, stems: int) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--worker", kind, "--stems", str(stems), "--duration", str(args.duration),
+               "--checkpoint", str(args.checkpoint)]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        raise SystemExit(f"{kind} x{stems} failed:\n{completed.stderr[-4000:]}")
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    print(f"  {kind:8s} {stems} stem(s): generate {result['generate_s']:7.2f} s, load {result['load_s']:6.2f} s, "
+          f"peak RSS {result['peak_rss_mb']:7.0f} MB", file=sys.stderr, flush=True)
+    return result
+
+
+def machine() -> dict[str, str]:
+    import audiocraft
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "cpu": f"{cpu}, {os.cpu_count()} cores visible, torch threads {torch.get_num_threads()}",
+            "load average": " ".join(f"{value:.1f}" for value in os.getloadavg()),
+            "versions": f"python {platform.python_version()}, torch {torch.__version__}, "
+                        f"audiocraft {audiocraft.__version__}"}
+
+
+def table(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> str:
+    n = args.stems
+    plain1, plainn = results["plain1"]["generate_s"], results[f"plain{n}"]["generate_s"]
+    fast1, fastn = results["stemgen1"]["generate_s"], results[f"stemgen{n}"]["generate_s"]
+    sequential = results.get("sequential", {}).get("generate_s", n * plain1)
+    seq_note = "measured" if "sequential" in results else f"estimated {n} x plain 1"
+    rows = [
+        ("plain audiocraft, 1 stem", plain1, results["plain1"]["peak_rss_mb"], "1.00x (baseline)"),
+        (f"plain audiocraft, {n} stems batched", plainn, results[f"plain{n}"]["peak_rss_mb"],
+         f"{plainn / plain1:.2f}x of plain 1"),
+        (f"sequential, {n} stems ({seq_note})", sequential, results["plain1"]["peak_rss_mb"],
+         f"{sequential / plain1:.2f}x of plain 1"),
+        ("stemgen, 1 stem", fast1, results["stemgen1"]["peak_rss_mb"], f"{plain1 / fast1:.2f}x faster than plain 1"),
+        (f"stemgen, {n} stems batched", fastn, results[f"stemgen{n}"]["peak_rss_mb"],
+         f"{fastn / fast1:.2f}x of stemgen 1; {plainn / fastn:.2f}x faster than plain {n}; "
+         f"{sequential / fastn:.2f}x faster than sequential"),
+    ]
+    lines = [f"| run ({args.duration:g} s of audio, preset {args.preset}) | generate s | peak RSS MB | ratio |",
+             "|---|---:|---:|---|"]
+    lines += [f"| {name} | {seconds:.1f} | {rss:.0f} | {ratio} |" for name, seconds, rss, ratio in rows]
+    load_plain = min(r["load_s"] for k, r in results.items() if k.startswith("plain"))
+    load_fast = min(r["load_s"] for k, r in results.items() if k.startswith("stemgen"))
+    lines += ["", "| model load (warm page cache, best of the runs) | seconds | ratio |", "|---|---:|---|",
+              f"| audiocraft `MusicGen.get_pretrained(<dir>)` | {load_plain:.2f} | 1.00x |",
+              f"| `fastpath.checkpoint.load_fast(<dir>)` | {load_fast:.2f} | {load_plain / load_fast:.1f}x faster |"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="small", choices=("small", "tiny"))
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--stems", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
+    parser.add_argument("--cache", default=os.path.expanduser("~/.cache/stemgen/bench"))
+    parser.add_argument("--measure-sequential", action="store_true", help="also run N single-stem calls")
+    parser.add_argument("--worker", choices=("plain", "stemgen"), help=argparse.SUPPRESS)
+    parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return
+    args.checkpoint = Path(args.cache) / args.preset
+    ensure_checkpoint(args.checkpoint, args.preset)
+    info = machine()
+    print(f"machine: {info}", file=sys.stderr)
+    results: dict[str, dict[str, Any]] = {}
+    # Interleaved so that a burst of load from elsewhere hits both sides alike.
+    for stems in (1, args.stems):
+        for kind in ("plain", "stemgen"):
+            results[f"{kind}{stems}"] = run_child(args, kind, stems)
+    if args.measure_sequential:
+        total = {"generate_s": 0.0}
+        for _ in range(args.stems):
+            total["generate_s"] += run_child(args, "plain", 1)["generate_s"]
+        results["sequential"] = total
+    info["load average"] += f" -> {' '.join(f'{value:.1f}' for value in os.getloadavg())}"
+    print()
+    print("\n".join(f"- {key}: {value}" for key, value in info.items()))
+    print()
+    print(table(args, results))
+
+
+if __name__ == "__main__":
+    main()
