@@ -128,7 +128,7 @@ import json
 import os
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
-from stemgen_api.webhooks import verify  # pip install stemgen (base install: no kopf, no torch)
+from stemgen_api.webhooks import verify  # the base package: `pip install .` (no kopf, no torch)
 
 # The same value as in the Secret named by spec.callback.secretRef (key "secret" by default).
 SECRET = os.environ["STEMGEN_WEBHOOK_SECRET"]
@@ -336,7 +336,8 @@ def render() -> str:
     out += _table(("Field", "Meaning"), [(f"`{name}`", text) for name, text in CALLBACK_DATA.items()])
     retryable = ", ".join(map(str, sorted(webhooks.RETRYABLE_STATUS)))
     out += ["### Delivery and retries", "",
-            f"Retried with exponential backoff and jitter on HTTP {retryable}, "
+            f"With the default policy (operator settings can change it), delivery is retried with exponential "
+            f"backoff and jitter on HTTP {retryable}, "
             f"any other 5xx and network errors, honouring `Retry-After`: at most {retry.max_attempts} attempts, "
             f"{retry.initial_delay:g} s first delay doubling up to {retry.max_delay:g} s, "
             f"{retry.max_total_seconds:g} s in all, {retry.timeout:g} s per attempt. Other 4xx answers are final. "

@@ -19,6 +19,7 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config import ConfigException
 from rich.console import Console
+
 from stemgen_api import contract as c
 from stemgen_api.validation import SpecError
 

@@ -16,6 +16,7 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
+
 from stemgen_api import contract as c
 
 from . import config as client_config

@@ -14,6 +14,15 @@ from kubernetes import client, config
 SERVICE_HOST_ENV = "KUBERNETES_SERVICE_HOST"
 
 
+def kubeconfig_path(kubeconfig: str | None) -> str | None:
+    """The kubeconfig to read: the explicit one, else `$KUBECONFIG` as it is *now*.
+
+    The kubernetes package reads `$KUBECONFIG` once, at import; reading it per call means a
+    process that sets it later (a test, a wrapper script) is honoured. None means ~/.kube/config.
+    """
+    return kubeconfig or os.environ.get("KUBECONFIG") or None
+
+
 def in_cluster_available() -> bool:
     return bool(os.environ.get(SERVICE_HOST_ENV)) and os.path.exists(config.incluster_config.SERVICE_TOKEN_FILENAME)
 
@@ -32,13 +41,13 @@ def api_client(kubeconfig: str | None = None, context: str | None = None,
         configuration = client.Configuration()
         config.load_incluster_config(client_configuration=configuration)
         return client.ApiClient(configuration)
-    return config.new_client_from_config(config_file=kubeconfig, context=context)
+    return config.new_client_from_config(config_file=kubeconfig_path(kubeconfig), context=context)
 
 
 def current_namespace(kubeconfig: str | None = None, context: str | None = None) -> str:
     """The namespace to use when none is given: the context's, the pod's own, or `default`."""
     try:
-        contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)
+        contexts, active = config.list_kube_config_contexts(config_file=kubeconfig_path(kubeconfig))
         chosen = next((x for x in contexts if x["name"] == context), active) if context else active
         namespace = (chosen or {}).get("context", {}).get("namespace")
         if namespace:
@@ -46,7 +55,7 @@ def current_namespace(kubeconfig: str | None = None, context: str | None = None)
     except (config.ConfigException, OSError):
         pass
     namespace_file = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
-    if kubeconfig is None and os.path.exists(namespace_file):
+    if kubeconfig_path(kubeconfig) is None and os.path.exists(namespace_file):
         with open(namespace_file) as handle:
             return handle.read().strip() or "default"
     return "default"

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client
+
 from stemgen_api import contract as c
 
 

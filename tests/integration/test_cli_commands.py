@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from stemgen_api import contract as c
 from stemgen_client import StemGenClient
 from stemgen_client.exitcodes import CliExit
 from stemgen_client.spec import name_for_request
-
 from tests.integration.cli_runner import run_stemgen
 from tests.integration.client_helpers import PROGRESSION, cancelled, failed, patch_status
 

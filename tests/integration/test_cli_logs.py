@@ -19,10 +19,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from kubernetes import client as k8s
+
 from stemgen_api import contract as c
 from stemgen_client import StemGenClient
 from stemgen_client.exitcodes import CliExit
-
 from tests.integration.cli_runner import run_stemgen
 
 LOG_LINES = [f"step {i}: generating stem drums" for i in range(1, 6)]

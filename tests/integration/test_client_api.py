@@ -8,12 +8,12 @@ import time
 
 import pytest
 from kubernetes import client as k8s
+
 from stemgen_api import contract as c
 from stemgen_api.validation import SpecError
 from stemgen_client import StemGenClient
 from stemgen_client.errors import NotFound, RequestCancelled, RequestConflict, RequestFailed, WaitTimeout
 from stemgen_client.spec import StemGenerationSpec, name_for_request
-
 from tests.integration.client_helpers import PROGRESSION, StatusPlayer, failed, patch_status, succeeded
 
 OUTPUTS = [{"stem": "drums", "url": "http://blob/stems/x/drums.wav", "container": "stems",

@@ -9,6 +9,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from kubernetes.client.exceptions import ApiException
+
 from stemgen_api import contract as c
 from stemgen_client.cli import _exit_for, cli
 from stemgen_client.errors import NotFound, RequestCancelled, RequestFailed, WaitTimeout

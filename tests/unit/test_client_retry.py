@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
+
 from stemgen_api import contract as c
 from stemgen_client.client import StemGenClient
 from stemgen_client.errors import NotFound, TransientAPIError

@@ -6,6 +6,7 @@ import dataclasses
 import re
 
 import pytest
+
 from stemgen_api import contract as c
 from stemgen_api.schema import spec_schema
 from stemgen_api.validation import SpecError
@@ -21,7 +22,6 @@ from stemgen_client.spec import (
     name_for_request,
     split_manifest,
 )
-
 from tests.invalid_specs import INVALID_SPECS, VALID_SPEC
 
 
