@@ -54,7 +54,8 @@ def current_namespace(kubeconfig: str | None = None, context: str | None = None)
             return str(namespace)
     except (config.ConfigException, OSError):
         pass
-    namespace_file = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+    # Next to the service-account token (read at call time, so the location can be moved).
+    namespace_file = os.path.join(os.path.dirname(config.incluster_config.SERVICE_TOKEN_FILENAME), "namespace")
     if kubeconfig_path(kubeconfig) is None and os.path.exists(namespace_file):
         with open(namespace_file) as handle:
             return handle.read().strip() or "default"
