@@ -8,7 +8,7 @@ All of this is pure: `candidates()` turns listed objects into facts, `plan()` de
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -36,7 +36,7 @@ def kueue_queue(body: r.Body, settings: OperatorSettings) -> str | None:
 
 @dataclass(frozen=True)
 class Candidate:
-    """One accepted, unfinished request, as far as admission cares."""
+    """One live request that needs or holds a slot, as far as admission cares."""
 
     ref: r.Ref
     pool: c.Pool
@@ -49,6 +49,8 @@ class Candidate:
     """status already says admitted (jobName + Admitted condition, or Running)."""
     kueue_queue: str | None = None
     position: int | None = None
+    accepted: bool = True
+    """False for a Pending request: its first write both queues it and, if a slot is free, admits it."""
 
     @property
     def holds_slot(self) -> bool:
@@ -58,9 +60,13 @@ class Candidate:
         return (-self.priority, self.queued_at, self.ref.namespace, self.ref.name)
 
 
-def candidates(resources: Iterable[r.Body], job_list: Iterable[r.Body],
-               settings: OperatorSettings) -> list[Candidate]:
-    """Accepted, live requests; Pending ones are not queued yet, finished ones hold nothing."""
+def candidates(resources: Iterable[r.Body], job_list: Iterable[r.Body], settings: OperatorSettings,
+               refused: Collection[r.Ref] = ()) -> list[Candidate]:
+    """Live requests that need or hold a slot; finished, cancelled and refused ones hold nothing.
+
+    `refused`: Pending requests whose callback URL the policy refuses (checking resolves DNS, so
+    the caller does it off the event loop); the lifecycle fails those with the reason.
+    """
     existing: dict[tuple[str, str], Mapping] = {}
     for job in job_list:
         meta = job.get("metadata") or {}
@@ -68,11 +74,13 @@ def candidates(resources: Iterable[r.Body], job_list: Iterable[r.Body],
     result = []
     for body in resources:
         current = r.phase(body)
-        if current is c.Phase.PENDING or current.terminal or r.being_deleted(body):
+        if current.terminal or r.being_deleted(body):
             continue
         if r.cancel_requested(body):
             continue  # the cancel path owns it now; its slot is released right away
         ref = r.ref(body)
+        if current is c.Phase.PENDING and ref in refused:
+            continue
         status = r.status(body)
         pool_value = status.get("pool")
         pool = c.Pool(pool_value) if pool_value in {p.value for p in c.Pool} else choose_pool(r.device(body), settings)
@@ -85,7 +93,8 @@ def candidates(resources: Iterable[r.Body], job_list: Iterable[r.Body],
         result.append(Candidate(
             ref=ref, pool=pool, priority=r.priority(body), queued_at=r.queued_at(body), job_name=name,
             has_job=job is not None and jobs.owned_by(job, body), recorded_admitted=recorded,
-            kueue_queue=kueue_queue(body, settings), position=status.get("queuePosition")))
+            kueue_queue=kueue_queue(body, settings), position=status.get("queuePosition"),
+            accepted=current is not c.Phase.PENDING))
     return result
 
 
@@ -113,7 +122,7 @@ def plan(pending: Iterable[Candidate], limits: Mapping[c.Pool, int]) -> Plan:
     by_pool: dict[c.Pool, list[Candidate]] = {pool: [] for pool in c.Pool}
     for candidate in pending:
         if candidate.kueue_queue is not None:
-            if not candidate.has_job:
+            if not candidate.has_job or not candidate.accepted:
                 result.kueue.append(candidate)
             continue
         if candidate.holds_slot:

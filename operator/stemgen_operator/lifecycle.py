@@ -67,6 +67,7 @@ class Lifecycle:
     def __init__(self, context: Context):
         self.context = context
         self._sending: set[str] = set()
+        self._url_verdicts: dict[tuple[str, str], str | None] = {}
         self._tasks: set[asyncio.Task] = set()
 
     # Plumbing ---------------------------------------------------------------------------------
@@ -106,22 +107,28 @@ class Lifecycle:
         """Events, metrics and callbacks that follow a transition that actually happened."""
         new_phase = patch.get("phase")
         logger = _logger(body)
+        message = str(patch.get("message") or "")
+        if patch.get("reason") == s.REASON_ADMITTED:
+            logger.info("%s", message)
+            self.event(body, "Admitted", message)
+        elif new_phase:
+            phase = c.Phase(new_phase)
+            reason = str(patch.get("reason") or phase.value)
+            logger.info("%s: %s (%s)", phase.value, message, reason)
+            self.event(body, reason if phase is c.Phase.FAILED else phase.value, message,
+                       warning=phase is c.Phase.FAILED)
         if new_phase:
             phase = c.Phase(new_phase)
             self.context.metrics.transitions.labels(phase.value).inc()
-            reason = str(patch.get("reason") or phase.value)
-            message = str(patch.get("message") or "")
-            logger.info("%s: %s (%s)", phase.value, message, reason)
-            warning = phase is c.Phase.FAILED
-            event_reason = reason if phase is c.Phase.FAILED else phase.value
-            await self.context.io(self.context.cluster.post_event, body, event_reason, message, warning)
             if phase.terminal:
                 self._observe_run(body, phase)
-        elif patch.get("reason") == s.REASON_ADMITTED:
-            logger.info("%s", patch.get("message"))
-            await self.context.io(self.context.cluster.post_event, body, "Admitted", str(patch.get("message")))
         if (patch.get("callback") or {}).get("state") == c.CallbackState.PENDING.value:
             self.spawn(self.send_callback(body))
+
+    def event(self, body: r.Body, reason: str, message: str, warning: bool = False) -> None:
+        """Post a Kubernetes Event in the background: it is for people, and must not slow the
+        transition it describes (under a burst, each write costs the API server dearly)."""
+        self.spawn(self.context.io(self.context.cluster.post_event, body, reason, message, warning))
 
     def _observe_run(self, body: r.Body, phase: c.Phase) -> None:
         started = r.parse_time(r.status(body).get("admittedTime"))
@@ -152,8 +159,10 @@ class Lifecycle:
             elif r.phase(body) is c.Phase.PENDING:
                 if r.cancel_requested(body):
                     await self.finish(body, c.Phase.CANCELLED, s.REASON_CANCELLED, "cancelled before it was queued")
-                else:
+                elif (admission.choose_pool(r.device(body), self.settings) is None
+                      or await self.url_problem(body) is not None):
                     await self.accept(body)
+                # else: the reconciler queues it, and admits it in the same write when a slot is free
             elif not r.is_terminal(body):
                 if r.cancel_requested(body):
                     await self.cancel(body)
@@ -162,14 +171,26 @@ class Lifecycle:
         finally:
             self.context.nudge()
 
+    async def url_problem(self, body: r.Body) -> str | None:
+        """Why the callback URL is refused (None: it is fine). Resolving a host blocks, so not on
+        the event loop; the spec is frozen once queued, so the answer is cached per uid and URL."""
+        url = r.callback_url(body)
+        if not url:
+            return None
+        key = (r.ref(body).uid, url)
+        if key not in self._url_verdicts:
+            self._url_verdicts[key] = await self.context.io(callbacks.refusal, body, self.settings)
+        return self._url_verdicts[key]
+
     async def accept(self, body: r.Body) -> None:
-        """Pending → Queued, or straight to Failed when the request cannot be served here."""
+        """Pending → Failed when the request cannot be served here; Pending → Queued otherwise
+        (a fallback: the reconciler normally queues and admits in one write)."""
+        problem = await self.url_problem(body)
 
         def decide(current: r.Body) -> s.Patch | None:
             if r.phase(current) is not c.Phase.PENDING:
                 return None
             now = self.context.clock()
-            problem = callbacks.refusal(current, self.settings)
             if problem:
                 patch = s.finished(current, c.Phase.FAILED, c.FailureReason.CALLBACK_REFUSED.value, problem, now)
                 patch["callback"] = {"state": c.CallbackState.SKIPPED.value, "attempts": 0,
@@ -180,25 +201,26 @@ class Lifecycle:
                 message = (f"spec.device is {r.device(current).value!r} but this cluster has no "
                            f"{r.device(current).value} pool configured")
                 return self._finished_with_callback(current, c.Phase.FAILED, c.FailureReason.POOL_UNAVAILABLE.value,
-                                                    message, now)
+                                                    message, now, callback_allowed=True)
             return s.accepted(current, pool, now, admission.kueue_queue(current, self.settings))
 
         await self.apply(body, decide)
 
     def _finished_with_callback(self, body: r.Body, final: c.Phase, reason: str, message: str,
-                                now: datetime) -> s.Patch:
+                                now: datetime, callback_allowed: bool) -> s.Patch:
         patch = s.finished(body, final, reason, message, now)
-        if r.callback_url(body) and callbacks.refusal(body, self.settings) is None:
+        if r.callback_url(body) and callback_allowed:
             patch["callback"] = callbacks.pending_status(body, final)
         return patch
 
     async def finish(self, body: r.Body, final: c.Phase, reason: str, message: str) -> bool:
         """Failed or Cancelled, unless the request already ended (the runner's word stands)."""
+        allowed = await self.url_problem(body) is None
 
         def decide(current: r.Body) -> s.Patch | None:
             if r.is_terminal(current):
                 return None
-            return self._finished_with_callback(current, final, reason, message, self.context.clock())
+            return self._finished_with_callback(current, final, reason, message, self.context.clock(), allowed)
 
         return await self.apply(body, decide) is not None
 
@@ -223,6 +245,7 @@ class Lifecycle:
 
     async def deleted(self, body: r.Body) -> None:
         """Gone while unfinished: tell the caller it was cancelled (the Job goes with its owner)."""
+        self._url_verdicts.pop((r.ref(body).uid, r.callback_url(body) or ""), None)
         if r.is_terminal(body) or not r.callback_url(body) or r.phase(body) is c.Phase.PENDING:
             return
         message = "the StemGeneration was deleted before it finished"
@@ -256,13 +279,12 @@ class Lifecycle:
             if outcome.delivered:
                 logger.info("callback %s delivered", event_type)
                 if record:
-                    await self.context.io(cluster.post_event, body, "CallbackDelivered", f"{event_type} delivered")
+                    self.event(body, "CallbackDelivered", f"{event_type} delivered")
             else:
                 self.context.metrics.callback_failures.labels(event_type).inc()
                 logger.warning("callback %s not delivered: %s", event_type, outcome.status.get("lastError"))
                 if record:
-                    await self.context.io(cluster.post_event, body, "CallbackFailed",
-                                          f"{event_type}: {outcome.status.get('lastError')}", True)
+                    self.event(body, "CallbackFailed", f"{event_type}: {outcome.status.get('lastError')}", True)
         except Exception:
             logger.exception("callback delivery crashed")
         finally:

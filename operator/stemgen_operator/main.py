@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 import kopf
@@ -28,6 +29,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def run(settings: OperatorSettings, verbose: bool = False) -> None:
     kopf.configure(verbose=verbose, log_format=LOG_FORMATS[settings.log_format], log_refkey="k8s")
+    if not verbose:
+        # One "Handler ... succeeded" line per watch event, and one per liveness probe, would bury
+        # the transitions (which the operator logs itself); failures still come through.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     liveness = f"http://0.0.0.0:{settings.liveness_port}/healthz" if settings.liveness_port else None
     kopf.run(
         registry=kopf.get_default_registry(),

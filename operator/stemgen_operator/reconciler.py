@@ -80,15 +80,24 @@ class Reconciler:
             context.io(context.cluster.list_requests, settings.namespaces),
             context.io(context.cluster.list_jobs, settings.namespaces))
         bodies = {(r.ref(body).namespace, r.ref(body).name): body for body in resources}
-        plan = admission.plan(admission.candidates(resources, job_list, settings), settings.limits())
+        pending = [body for body in resources if r.phase(body) is c.Phase.PENDING and r.callback_url(body)]
+        verdicts = await asyncio.gather(*(self.lifecycle.url_problem(body) for body in pending))
+        refused = {r.ref(body) for body, problem in zip(pending, verdicts, strict=True) if problem}
+        plan = admission.plan(admission.candidates(resources, job_list, settings, refused), settings.limits())
 
         def body_of(candidate: admission.Candidate) -> r.Body:
             return bodies[(candidate.ref.namespace, candidate.ref.name)]
 
+        # A bounded batch per pass: under a burst the first requests get their Jobs while the
+        # rest are still being read, instead of everyone waiting for one giant pass.
+        cap = settings.admissions_per_pass
+        admit, kueue = plan.admit[:cap], plan.kueue[:cap]
+        if len(plan.admit) > cap or len(plan.kueue) > cap:
+            self.nudge()
         await asyncio.gather(
             *(self._adopt(body_of(candidate), candidate) for candidate in plan.adopt),
-            *(self._admit(body_of(candidate), candidate) for candidate in plan.admit),
-            *(self._admit(body_of(candidate), candidate, candidate.kueue_queue) for candidate in plan.kueue))
+            *(self._admit(body_of(candidate), candidate) for candidate in admit),
+            *(self._admit(body_of(candidate), candidate, candidate.kueue_queue) for candidate in kueue))
         await self._write_positions(plan, bodies, settings.limits())
 
         due, next_due = admission.expired(resources, context.clock())
@@ -121,14 +130,16 @@ class Reconciler:
                 max(0.0, (context.clock() - r.created_at(body)).total_seconds()))
 
         def decide(current: r.Body) -> s.Patch | None:
-            if r.is_terminal(current) or r.cancel_requested(current):
+            if r.is_terminal(current) or r.cancel_requested(current) or r.being_deleted(current):
                 return None
+            now = context.clock()
             if kueue_queue:
                 if r.status(current).get("jobName") == candidate.job_name:
                     return None
-                return s.kueue_job_created(current, candidate.job_name, candidate.pool, kueue_queue,
-                                           context.clock())
-            return s.admitted(current, candidate.job_name, candidate.pool, context.clock())
+                return s.combine(current, *self._accepting(current, candidate, kueue_queue), lambda b: (
+                    s.kueue_job_created(b, candidate.job_name, candidate.pool, kueue_queue, now)))
+            return s.combine(current, *self._accepting(current, candidate),
+                             lambda b: s.admitted(b, candidate.job_name, candidate.pool, now))
 
         result = await self.lifecycle.apply(body, decide)
         if result is None:
@@ -137,11 +148,25 @@ class Reconciler:
                 # Cancelled while its Job was being created: the Job must not run on.
                 await context.io(context.cluster.delete_job, candidate.ref.namespace, candidate.job_name)
 
+    def _accepting(self, body: r.Body, candidate: admission.Candidate,
+                   kueue_queue: str | None = None) -> list[s.Step]:
+        """The Pending → Queued step, when the request still needs it (folded into the same write)."""
+        if r.phase(body) is not c.Phase.PENDING:
+            return []
+        queued_at = self.context.clock()
+        return [lambda b: s.accepted(b, candidate.pool, queued_at, kueue_queue)]
+
     async def _adopt(self, body: r.Body, candidate: admission.Candidate) -> None:
         """A Job from before a restart whose admission never reached status: record it."""
         log.info("adopting existing Job %s for %s", candidate.job_name, candidate.ref)
-        await self.lifecycle.apply(body, lambda current: None if r.is_terminal(current) else s.admitted(
-            current, candidate.job_name, candidate.pool, self.context.clock()))
+
+        def decide(current: r.Body) -> s.Patch | None:
+            if r.is_terminal(current):
+                return None
+            return s.combine(current, *self._accepting(current, candidate),
+                             lambda b: s.admitted(b, candidate.job_name, candidate.pool, self.context.clock()))
+
+        await self.lifecycle.apply(body, decide)
 
     async def _write_positions(self, plan: admission.Plan, bodies: dict[tuple[str, str], r.Body],
                                limits: dict[c.Pool, int]) -> None:
@@ -152,15 +177,29 @@ class Reconciler:
         for pool, waiting in plan.waiting.items():
             for candidate in waiting:
                 position = plan.positions[candidate.ref]
+                body = bodies[(candidate.ref.namespace, candidate.ref.name)]
+                if not candidate.accepted:
+                    writes.append(self._queue(body, candidate, position, limits.get(pool, 0)))
+                    continue
                 if candidate.position == position:
                     continue
                 if candidate.position is not None and not refresh_all:
                     continue
-                body = bodies[(candidate.ref.namespace, candidate.ref.name)]
                 writes.append(self._write_position(body, s.queue_position(pool, position, limits.get(pool, 0))))
         if refresh_all:
             self._last_positions = time.monotonic()
         await asyncio.gather(*writes)
+
+    async def _queue(self, body: r.Body, candidate: admission.Candidate, position: int, limit: int) -> None:
+        """Pending → Queued with its place in line, as one transition (and one Event)."""
+
+        def decide(current: r.Body) -> s.Patch | None:
+            if r.phase(current) is not c.Phase.PENDING or r.cancel_requested(current):
+                return None
+            return s.combine(current, *self._accepting(current, candidate),
+                             lambda _: s.queue_position(candidate.pool, position, limit))
+
+        await self.lifecycle.apply(body, decide)
 
     async def _write_position(self, body: r.Body, patch: s.Patch) -> None:
         try:

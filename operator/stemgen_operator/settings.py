@@ -128,6 +128,8 @@ class OperatorSettings(BaseSettings):
     # The operator's own loop, endpoints and Kubernetes client.
     resync_seconds: float = Field(30.0, gt=0)
     """Full reconcile pass even without events: catches anything a missed event left behind."""
+    admissions_per_pass: int = Field(64, ge=1, le=10000)
+    """Jobs created per reconcile pass at most; a bigger backlog continues in the next pass at once."""
     position_refresh_seconds: float = Field(5.0, ge=0)
     """Minimum gap between rewriting every queued request's position (each is one API write)."""
     metrics_port: int = Field(9090, ge=0, le=65535)

@@ -9,7 +9,7 @@ a terminal status the runner wrote.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from . import resource as r
 Patch = dict[str, Any]
 Condition = dict[str, Any]
 ConditionChange = tuple[c.ConditionType, bool, str, str]
+Step = Callable[[r.Body], "Patch"]
 
 # Why a request is where it is (status.reason), beside contract.FailureReason for failures.
 REASON_WAITING_FOR_SLOT = "WaitingForSlot"
@@ -180,3 +181,26 @@ def missing_terminal_conditions(body: r.Body, now: datetime) -> Patch | None:
     if not r.condition_true(body, wanted):
         _with_conditions(body, patch, terminal_conditions(final, reason, message), now)
     return patch
+
+
+def applied(body: r.Body, patch: Patch) -> dict[str, Any]:
+    """`body` as it reads after a merge patch of its status (None removes a field)."""
+    merged = {key: value for key, value in r.status(body).items()}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return {**body, "status": merged}
+
+
+def combine(body: r.Body, *steps: Step) -> Patch:
+    """Several transitions in one write (e.g. Pending → Queued → admitted when a slot is free),
+    each step deciding on the body as the previous ones left it."""
+    total: Patch = {}
+    current: r.Body = body
+    for step in steps:
+        patch = step(current)
+        total.update(patch)
+        current = applied(current, patch)
+    return total

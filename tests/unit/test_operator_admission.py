@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from stemgen_api import contract as c
 from stemgen_operator import admission, jobs
 from stemgen_operator import status as s
+from stemgen_operator.resource import ref as r_ref
 from stemgen_operator.settings import OperatorSettings, PoolSettings
 from stemgen_operator.testing import request_body
 
@@ -70,18 +71,32 @@ def test_slots_held_by_admitted_requests_and_by_jobs_status_does_not_know_yet():
     assert names(plan.waiting[c.Pool.GPU]) == ["c", "d"]
 
 
-def test_finished_cancelled_pending_and_deleting_requests_hold_nothing():
+def test_finished_cancelled_refused_and_deleting_requests_hold_nothing():
     done = admitted("done", 0)
     done["status"]["phase"] = "Succeeded"
     cancelling = admitted("cancel", 0, )
     cancelling["spec"]["cancel"] = True
-    pending = request_body(name="new", uid="uid-new")
+    refused = request_body(name="refused", uid="uid-refused", callback={"url": "http://127.0.0.1/"})
     deleting = admitted("deleting", 0)
     deleting["metadata"]["deletionTimestamp"] = "2026-03-01T12:00:00Z"
     waiting = queued("w", 5)
-    plan = admission.plan(admission.candidates([done, cancelling, pending, deleting, waiting], [], settings()),
+    resources = [done, cancelling, refused, deleting, waiting]
+    plan = admission.plan(admission.candidates(resources, [], settings(), refused=[r_ref(refused)]),
                           settings().limits())
     assert names(plan.admit) == ["w"]
+
+
+def test_pending_requests_join_the_queue_in_creation_order():
+    early = request_body(name="early", uid="e", created="2026-03-01T11:00:00Z")
+    late = request_body(name="late", uid="l", created="2026-03-01T13:00:00Z")
+    no_pool = request_body(name="no-gpu", uid="n", device="gpu")
+    config = settings(gpu=None, cpu=1)
+    found = admission.candidates([late, no_pool, early, queued("q", 0, c.Pool.CPU)], [], config)
+    assert {candidate.ref.name: candidate.accepted for candidate in found} == {"late": False, "early": False,
+                                                                                "q": True}
+    plan = admission.plan(found, config.limits())
+    assert names(plan.admit) == ["early"], "created before q was queued (11:00 < 12:00)"
+    assert names(plan.waiting[c.Pool.CPU]) == ["q", "late"]
 
 
 def test_priority_first_then_fifo():

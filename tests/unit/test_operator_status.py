@@ -95,3 +95,13 @@ def test_missing_terminal_conditions_completes_a_bare_runner_write():
     complete = request_body(status={**body["status"], **patch})
     assert s.missing_terminal_conditions(complete, LATER) is None
     assert s.missing_terminal_conditions(request_body(status={"phase": "Running"}), NOW) is None
+
+
+def test_combine_queues_and_admits_in_one_write():
+    body = request_body(generation=1)
+    patch = s.combine(body, lambda b: s.accepted(b, c.Pool.CPU, NOW), lambda b: s.admitted(b, "sg-x", c.Pool.CPU, NOW))
+    assert patch["phase"] == "Queued" and patch["reason"] == s.REASON_ADMITTED and patch["jobName"] == "sg-x"
+    assert patch["queuedTime"] == patch["admittedTime"] == "2026-03-01T12:00:00Z"
+    found = conditions(patch)
+    assert found["Admitted"]["status"] == "True" and found["Ready"]["status"] == "False"
+    assert "queuePosition" not in s.applied(body, patch)["status"]
