@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from stemgen_api import contract as c
 from stemgen_client import StemGenClient
 from stemgen_client.exitcodes import CliExit
 from stemgen_client.spec import name_for_request
-from tests.integration.cli_runner import run_stemgen
+from tests.integration.cli_runner import STEMGEN, clean_env, run_stemgen
 from tests.integration.client_helpers import PROGRESSION, cancelled, failed, patch_status
 
 
@@ -145,3 +146,13 @@ def test_context_selects_cluster_and_default_namespace(control_plane, namespace:
     assert result.stdout.split() == ["stemgeneration.stemgen.io/in-context"]
     missing = run_stemgen(str(path), None, "--context", "nope", "ls")
     assert missing.returncode == CliExit.ERROR and "nope" in missing.stderr
+
+
+def test_shell_completion_offers_request_names(control_plane, namespace: str, stemgen: StemGenClient) -> None:
+    for name in ("groove-one", "groove-two", "other"):
+        stemgen.create(stems=["drums"], name=name)
+    words = f"stemgen --kubeconfig {control_plane.kubeconfig} -n {namespace} wait groo"
+    result = subprocess.run([str(STEMGEN)], capture_output=True, text=True, timeout=60, env=clean_env(
+        _STEMGEN_COMPLETE="bash_complete", COMP_WORDS=words, COMP_CWORD=str(len(words.split()) - 1)))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["plain,groove-one", "plain,groove-two"]
