@@ -7,6 +7,11 @@ receiver that reacts to the callback by reading the resource never sees a stale 
 Retryable failures on a pod that is not the request's last attempt leave the phase Running
 (with the reason in status) and exit RETRYABLE_FAILURE: the Job starts another pod, and the
 terminal Failed phase and failure callback are sent once, by the last attempt, not once per pod.
+`status.attempts` is the operator's count of runner pods (it counts a pod once it is ready, so
+a runner that reads status early may see one less than its own number). The runner only reads
+it: an undercount makes it treat its last attempt as non-final, and then the operator, seeing
+the Job give up, writes Failed and sends the failure callback itself. Never the reverse: a
+runner never declares a request Failed while the Job would still retry it.
 """
 
 from __future__ import annotations
@@ -66,8 +71,9 @@ class RequestRun:
         self.uid: str = metadata.get("uid", "")
         self.raw_spec: Any = resource.get("spec")
         status = resource.get("status") or {}
-        previous = status.get("attempts")
-        self.attempt = (previous if isinstance(previous, int) else 0) + 1
+        counted = status.get("attempts")
+        self.attempt = max(1, counted if isinstance(counted, int) else 0)
+        self.first_start = status.get("startTime")
         spec = self.raw_spec if isinstance(self.raw_spec, dict) else {}
         request_id = spec.get("requestId")
         self.request_id: str = request_id if isinstance(request_id, str) and request_id else self.name
@@ -115,8 +121,8 @@ class RequestRun:
         self.reporter.transition(
             {"phase": c.Phase.RUNNING.value, "reason": "Running",
              "message": f"generating {', '.join(plan.stems)} ({plan.duration_seconds:g}s) with {spec['model']}",
-             "startTime": rfc3339(self.started_at), "device": describe_device(device), "requestId": self.request_id,
-             "attempts": self.attempt, "progress": progress(c.ProgressStage.LOADING_MODEL, PERCENT_LOADING)},
+             "startTime": self.first_start or rfc3339(self.started_at), "device": describe_device(device),
+             "requestId": self.request_id, "progress": progress(c.ProgressStage.LOADING_MODEL, PERCENT_LOADING)},
             [(c.ConditionType.RUNNING, True, "RunnerStarted", f"runner attempt {self.attempt} started")])
 
         # Fail fast on a blob store that is down before spending minutes of GPU time.
@@ -173,14 +179,13 @@ class RequestRun:
         if code == c.ExitCode.RETRYABLE_FAILURE and not is_final_attempt(spec, self.attempt):
             retry_message = f"attempt {self.attempt} failed and will be retried: {message}"
             self.reporter.transition(
-                {"reason": reason.value, "message": retry_message, "timings": self._timings(),
-                 "attempts": self.attempt},
+                {"reason": reason.value, "message": retry_message, "timings": self._timings()},
                 [(c.ConditionType.RUNNING, True, "Retrying", retry_message)])
             return code
         self.reporter.transition(
             {"phase": c.Phase.FAILED.value, "reason": reason.value, "message": message,
              "completionTime": rfc3339(_now()), "timings": self._timings(), "warnings": self.warnings,
-             "requestId": self.request_id, "attempts": self.attempt},
+             "requestId": self.request_id},
             [(c.ConditionType.RUNNING, False, reason.value, message),
              (c.ConditionType.FAILED, True, reason.value, message),
              (c.ConditionType.READY, False, reason.value, message)])

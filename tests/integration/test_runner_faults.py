@@ -98,10 +98,18 @@ def test_blob_store_down_fails_with_reason_and_failure_callback(
     assert status["callback"]["state"] == c.CallbackState.DELIVERED.value
 
 
+def _count_attempts(custom_objects, namespace: str, name: str, attempts: int) -> None:
+    """What the operator does when a runner pod becomes ready (status.attempts is its count)."""
+    custom_objects.patch_namespaced_custom_object_status(c.GROUP, c.VERSION, namespace, c.PLURAL, name,
+                                                         {"status": {"attempts": attempts}})
+
+
 def test_retryable_failure_with_attempts_left_stays_running_and_the_retry_succeeds(
-        create_request, read_request, runner_settings, api_client, azurite, callback_receiver) -> None:
+        create_request, read_request, runner_settings, api_client, custom_objects, namespace, azurite,
+        callback_receiver) -> None:
     create_request("flaky", _spec(callback_receiver.url, retries=1))
     settings = runner_settings("flaky", callback_secret=callback_receiver.secret)
+    _count_attempts(custom_objects, namespace, "flaky", 1)
     azurite.stop()
     try:
         first = run_request(settings, client.CustomObjectsApi(api_client))
@@ -109,14 +117,32 @@ def test_retryable_failure_with_attempts_left_stays_running_and_the_retry_succee
         azurite.start()
     assert first == c.ExitCode.RETRYABLE_FAILURE
     status = read_request("flaky")["status"]
-    assert status["phase"] == c.Phase.RUNNING.value and status["attempts"] == 1
+    assert status["phase"] == c.Phase.RUNNING.value
     assert status["reason"] == c.FailureReason.STORAGE_ERROR.value and "will be retried" in status["message"]
     assert callback_receiver.received == []  # no failure callback for an attempt that will be retried
+    first_start = status["startTime"]
 
+    _count_attempts(custom_objects, namespace, "flaky", 2)
     assert run_request(settings, client.CustomObjectsApi(api_client)) == c.ExitCode.SUCCESS
     status = read_request("flaky")["status"]
-    assert status["phase"] == c.Phase.SUCCEEDED.value and status["attempts"] == 2
+    assert status["phase"] == c.Phase.SUCCEEDED.value and status["startTime"] == first_start
     assert [r.json["type"] for r in callback_receiver.wait_for(1)] == [c.EventType.SUCCEEDED.value]
+
+
+def test_retryable_failure_on_the_last_attempt_is_final(
+        create_request, read_request, runner_settings, api_client, custom_objects, namespace, azurite,
+        callback_receiver) -> None:
+    create_request("last-try", _spec(callback_receiver.url, retries=1))
+    _count_attempts(custom_objects, namespace, "last-try", 2)
+    azurite.stop()
+    try:
+        code = run_request(runner_settings("last-try", callback_secret=callback_receiver.secret),
+                           client.CustomObjectsApi(api_client))
+    finally:
+        azurite.start()
+    assert code == c.ExitCode.RETRYABLE_FAILURE
+    assert read_request("last-try")["status"]["phase"] == c.Phase.FAILED.value
+    assert [r.json["type"] for r in callback_receiver.wait_for(1)] == [c.EventType.FAILED.value]
 
 
 def test_receiver_failing_twice_gets_the_callback_on_the_third_attempt_with_the_same_id(
