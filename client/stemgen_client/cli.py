@@ -157,9 +157,11 @@ def _print_resources(resources: list[StemGeneration], output: str) -> None:
         _stdout_console().print(request_table(resources, wide=output == "wide"))
 
 
-def _wait_and_report(settings: Settings, name: str, timeout: float | None, quiet: bool, live: bool | None) -> None:
+def _wait_and_report(settings: Settings, name: str, timeout: float | None, quiet: bool, live: bool | None,
+                     namespace: str | None = None) -> None:
     with WaitDisplay(sys.stderr, live=live, quiet=quiet) as display:
-        resource = settings.client.wait_until_done(name, settings.namespace, timeout=timeout, on_update=display)
+        resource = settings.client.wait_until_done(name, namespace or settings.namespace, timeout=timeout,
+                                                   on_update=display)
     if resource.phase is c.Phase.SUCCEEDED:
         click.echo(f"{resource.namespace}/{resource.name} Succeeded")
         if resource.outputs:
@@ -304,9 +306,7 @@ def submit(settings: Settings, filename: Any, name: str | None, dry_run: bool, o
     else:
         _print_resources([resource], output)
     if wait_:
-        settings.namespace_flag = resource.namespace
-        settings.client.namespace = resource.namespace
-        _wait_and_report(settings, resource.name, timeout, quiet=False, live=live)
+        _wait_and_report(settings, resource.name, timeout, quiet=False, live=live, namespace=resource.namespace)
 
 
 def _list(settings: Settings, names: tuple[str, ...], output: str, selector: str | None, phase: str | None,

@@ -23,7 +23,7 @@ from . import config as client_config
 from .errors import NotFound, NotReady, RequestCancelled, RequestConflict, RequestFailed, WaitTimeout
 from .models import Output, StemGeneration
 from .retry import RetryPolicy, call_with_retries, is_transient
-from .spec import SpecLike, build_manifest, build_spec
+from .spec import SpecLike, build_manifest, build_spec, spec_differences
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,9 @@ class StemGenClient:
         Idempotence has two layers. The name is derived from the request id, so two racing
         creates collide on the name and the loser gets 409 and reads the winner. A request
         created earlier under an explicit, different name is found by the request-id label.
+        The found request must be the same request: a different spec under the same request id
+        (or name) raises `RequestConflict` naming the fields, like an idempotency key reused
+        with other parameters.
         """
         namespace = self._ns(namespace)
         body = build_manifest(build_spec(spec, **fields), namespace, name, labels, annotations)
@@ -90,9 +93,7 @@ class StemGenClient:
         if request_id:
             existing = self.find(request_id, namespace)
             if existing is not None:
-                log.info("request already exists namespace=%s name=%s request_id=%s",
-                         namespace, existing.name, request_id)
-                return existing, False
+                return self._same_request(existing, body["spec"], request_id), False
         try:
             created = self._call(f"create {c.KIND} in {namespace}", lambda: self.custom.create_namespaced_custom_object(
                 c.GROUP, c.VERSION, namespace, c.PLURAL, body))
@@ -100,15 +101,24 @@ class StemGenClient:
             if error.status != 409 or "name" not in body["metadata"]:
                 raise
             existing = self.get(body["metadata"]["name"], namespace)
-            if request_id and existing.request_id == request_id:
-                log.info("request already exists namespace=%s name=%s request_id=%s",
-                         namespace, existing.name, request_id)
-                return existing, False
-            raise RequestConflict(f"{c.KIND} {namespace}/{existing.name} already exists with request id "
-                                  f"{existing.request_id!r}") from error
+            # Without spec.requestId the request id is the name, as the contract defines it.
+            effective = request_id or body["metadata"]["name"]
+            if existing.request_id != effective:
+                raise RequestConflict(f"{c.KIND} {namespace}/{existing.name} already exists with request id "
+                                      f"{existing.request_id!r}") from error
+            return self._same_request(existing, body["spec"], effective), False
         result = StemGeneration.from_dict(created)
         log.info("created namespace=%s name=%s request_id=%s", namespace, result.name, result.request_id)
         return result, True
+
+    def _same_request(self, existing: StemGeneration, spec: dict[str, Any], request_id: str) -> StemGeneration:
+        differences = spec_differences(spec, existing.spec)
+        if differences:
+            raise RequestConflict(f"request id {request_id!r} is already used by {existing.namespace}/{existing.name} "
+                                  f"with a different spec ({', '.join(differences)})")
+        log.info("request already exists namespace=%s name=%s request_id=%s",
+                 existing.namespace, existing.name, request_id)
+        return existing
 
     # -- read -------------------------------------------------------------------------------
 

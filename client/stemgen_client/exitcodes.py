@@ -29,7 +29,7 @@ DESCRIPTIONS: dict[CliExit, str] = {
     CliExit.CANCELLED: "the request ended in phase Cancelled",
     CliExit.TIMEOUT: "`--timeout` passed before the request ended",
     CliExit.NOT_FOUND: "no such request (for `logs`: no runner pod yet; for `download`: a blob is missing)",
-    CliExit.CONFLICT: "the name is taken by a request with a different request id",
+    CliExit.CONFLICT: "the name is taken by another request, or the request id by a different spec",
     CliExit.INTEGRITY: "a downloaded stem's sha256 differs from status.outputs (the file is not kept)",
     CliExit.NOT_READY: "not there yet: `download` of a request that has not Succeeded, `logs` of a pod not on a node",
 }

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stemgen_api import contract as c
-from stemgen_api.validation import FieldError, SpecError, validate_spec
+from stemgen_api.validation import FieldError, SpecError, validate_spec, with_defaults
 
 NAME_PREFIX = "sg-"
 NAME_SLUG_MAX = 40
@@ -162,6 +162,30 @@ def build_manifest(spec: dict[str, Any], namespace: str, name: str | None = None
     if annotations:
         metadata["annotations"] = dict(annotations)
     return {"apiVersion": c.API_VERSION, "kind": c.KIND, "metadata": metadata, "spec": spec}
+
+
+IGNORED_ON_RETRY = frozenset({"cancel"})
+"""A retried create may find its request already cancelled; that is the same request."""
+
+
+def spec_differences(requested: Mapping[str, Any], stored: Mapping[str, Any], path: str = "spec") -> list[str]:
+    """Fields where a stored spec differs from what a retried create asks for.
+
+    The request is compared with the API server's defaults filled in (the stored copy has them),
+    so leaving a field out and asking for its default are the same request.
+    """
+    if path == "spec":
+        requested = with_defaults(dict(requested))
+    differences = []
+    for key in sorted(set(requested) | set(stored)):
+        if path == "spec" and key in IGNORED_ON_RETRY:
+            continue
+        mine, theirs = requested.get(key), stored.get(key)
+        if isinstance(mine, Mapping) and isinstance(theirs, Mapping):
+            differences.extend(spec_differences(mine, theirs, f"{path}.{key}"))
+        elif mine != theirs:
+            differences.append(f"{path}.{key}")
+    return differences
 
 
 def split_manifest(document: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -41,6 +41,9 @@ def test_submit_from_flags_is_idempotent_by_request_id(cli, stemgen: StemGenClie
     assert again.stdout.strip() == f"stemgeneration.stemgen.io/{name} unchanged (exists)"
     [resource] = stemgen.list()
     assert resource.name == name and resource.spec["generation"]["seed"] == 7
+    changed = cli(*args[:-2], "--bpm", "93", "--request-id", "order-1234")
+    assert changed.returncode == CliExit.CONFLICT
+    assert "different spec (spec.bpm)" in changed.stderr
     assert resource.spec["stems"] == ["drums", "bass"] and resource.spec["key"] == "E minor"
 
 

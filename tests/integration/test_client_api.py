@@ -58,6 +58,21 @@ def test_create_is_idempotent_by_request_id(stemgen: StemGenClient) -> None:
     assert _names(stemgen) == [first.name]
 
 
+def test_same_request_id_with_another_spec_is_a_conflict(stemgen: StemGenClient) -> None:
+    first = stemgen.create(stems=["drums"], request_id="order-77", bpm=100)
+    # Asking for a default explicitly, or leaving it out, is the same request.
+    assert stemgen.create(stems=["drums"], request_id="order-77", bpm=100, model=c.DEFAULT_MODEL).uid == first.uid
+    with pytest.raises(RequestConflict, match=r"different spec \(spec.bpm, spec.stems\)"):
+        stemgen.create(stems=["drums", "bass"], request_id="order-77", bpm=110)
+    assert _names(stemgen) == [first.name]
+
+
+def test_a_retried_create_by_name_alone_returns_the_request(stemgen: StemGenClient) -> None:
+    first, created = stemgen.create_or_get(stems=["piano"], name="by-name")
+    again, created_again = stemgen.create_or_get(stems=["piano"], name="by-name")
+    assert (created, created_again) == (True, False) and again.uid == first.uid
+
+
 def test_concurrent_creates_make_one_request(stemgen: StemGenClient) -> None:
     results: list[str] = []
     errors: list[BaseException] = []

@@ -124,3 +124,16 @@ def test_split_manifest_accepts_a_whole_resource_or_a_bare_spec() -> None:
         split_manifest({"kind": "Pod", "spec": {}})
     with pytest.raises(SpecError, match="spec"):
         split_manifest({"kind": c.KIND})
+
+
+def test_spec_differences_fill_defaults_and_ignore_cancel() -> None:
+    from stemgen_client.spec import spec_differences
+
+    stored = {"stems": ["drums"], "bpm": 120, "model": c.DEFAULT_MODEL, "durationSeconds": 10.0, "cancel": True,
+              "output": {"container": "stems", "prefix": "", "format": "wav"}, "prompt": "", "style": "",
+              "device": "auto", "priority": 0, "timeoutSeconds": 3600, "retries": 2}
+    assert spec_differences({"stems": ["drums"]}, stored) == []
+    assert spec_differences({"stems": ["drums"], "bpm": 120, "durationSeconds": 10}, stored) == []
+    assert spec_differences({"stems": ["drums", "bass"], "bpm": 90, "output": {"format": "flac"}}, stored) == [
+        "spec.bpm", "spec.output.format", "spec.stems"]
+    assert spec_differences({"stems": ["drums"], "key": "E minor"}, stored) == ["spec.key"]
