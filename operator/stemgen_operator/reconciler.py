@@ -76,6 +76,7 @@ class Reconciler:
     async def reconcile_pass(self, full: bool = False) -> datetime | None:
         """One look at the cluster and everything it implies. Returns the next TTL expiry."""
         context, settings = self.context, self.context.settings
+        started = time.monotonic()
         resources, job_list = await asyncio.gather(
             context.io(context.cluster.list_requests, settings.namespaces),
             context.io(context.cluster.list_jobs, settings.namespaces))
@@ -94,11 +95,17 @@ class Reconciler:
         admit, kueue = plan.admit[:cap], plan.kueue[:cap]
         if len(plan.admit) > cap or len(plan.kueue) > cap:
             self.nudge()
+        listed = time.monotonic()
         await asyncio.gather(
             *(self._adopt(body_of(candidate), candidate) for candidate in plan.adopt),
             *(self._admit(body_of(candidate), candidate) for candidate in admit),
             *(self._admit(body_of(candidate), candidate, candidate.kueue_queue) for candidate in kueue))
+        admitted = time.monotonic()
         await self._write_positions(plan, bodies, settings.limits())
+        if admit or kueue or plan.adopt:
+            log.info("pass: listed %d requests and %d Jobs in %.2fs; admitted %d (+%d Kueue, %d adopted) in %.2fs; "
+                     "%d waiting", len(resources), len(job_list), listed - started, len(admit), len(kueue),
+                     len(plan.adopt), admitted - listed, sum(len(w) for w in plan.waiting.values()))
 
         due, next_due = admission.expired(resources, context.clock())
         await asyncio.gather(*(self._expire(bodies[(ref.namespace, ref.name)]) for ref in due))
