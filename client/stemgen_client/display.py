@@ -12,8 +12,9 @@ from types import TracebackType
 from typing import TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from .models import Output, StemGeneration
 
@@ -100,6 +101,25 @@ def state_key(resource: StemGeneration) -> tuple[object, ...]:
     return resource.phase_name, resource.progress.stage, resource.progress.percent, resource.reason
 
 
+def elapsed_text(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+class RequestElapsedColumn(ProgressColumn):
+    """Time since the request was created, ticking on every refresh (not only on updates), so
+    the bar and the plain lines mean the same thing by "elapsed"."""
+
+    def render(self, task: Task) -> Text:
+        created: datetime | None = task.fields.get("created")
+        if created is None:
+            seconds = task.elapsed or 0.0
+        else:
+            seconds = max(0.0, (datetime.now(timezone.utc) - created).total_seconds())
+        return Text(elapsed_text(seconds), style="progress.elapsed")
+
+
 class WaitDisplay:
     """Live progress of one request: a rich bar on a terminal, plain lines otherwise.
 
@@ -120,7 +140,7 @@ class WaitDisplay:
             self._progress = Progress(
                 TextColumn("[bold]{task.fields[name]}"), TextColumn("{task.fields[phase]:<9}"),
                 TextColumn("{task.fields[stage]:<15}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                TimeElapsedColumn(), console=self.console, transient=False)
+                RequestElapsedColumn(), console=self.console, transient=False)
             self._progress.start()
         return self
 
@@ -133,7 +153,8 @@ class WaitDisplay:
         if self.quiet:
             return
         if self._progress is not None:
-            fields = {"name": resource.name, "phase": resource.phase_name, "stage": resource.progress.stage or "-"}
+            fields = {"name": resource.name, "phase": resource.phase_name, "stage": resource.progress.stage or "-",
+                      "created": resource.created}
             if self._task is None:
                 self._task = self._progress.add_task(resource.name, total=100, **fields)
             self._progress.update(self._task, completed=resource.progress.percent or 0, **fields)

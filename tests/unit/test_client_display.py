@@ -117,6 +117,19 @@ def test_live_display_draws_a_bar_with_stage_and_percent() -> None:
     assert "generating" in text and "55%" in text and "Running" in text
 
 
+def test_live_elapsed_counts_from_creation() -> None:
+    from rich.progress import Progress
+
+    from stemgen_client.display import RequestElapsedColumn, elapsed_text
+
+    assert elapsed_text(3725.9) == "1:02:05"
+    progress = Progress()
+    created = datetime.now(timezone.utc) - timedelta(minutes=3, seconds=2)
+    progress.add_task("x", created=created)
+    [task] = progress.tasks
+    assert RequestElapsedColumn().render(task).plain in ("0:03:02", "0:03:03")
+
+
 def test_quiet_display_prints_nothing() -> None:
     out = io.StringIO()
     with WaitDisplay(out, live=False, quiet=True) as display:
