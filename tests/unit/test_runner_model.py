@@ -74,3 +74,13 @@ def test_cpu_threads_follow_the_cgroup_limit_not_the_node(tmp_path: Path) -> Non
     assert cgroup_cpu_limit(tmp_path / "absent") is None
     assert cpu_threads(3) == 3
     assert 1 <= cpu_threads() <= (os.cpu_count() or 1)
+
+
+def test_hub_model_missing_from_a_cold_cache_fails_fast_with_the_warmup_hint(tmp_path: Path, monkeypatch) -> None:
+    from stemgen_runner.model import ModelSource, load_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("AUDIOCRAFT_CACHE_DIR", str(tmp_path))
+    with pytest.raises(ModelNotFound, match="stemgen-runner warmup --model facebook/musicgen-small") as raised:
+        load_model(ModelSource("facebook/musicgen-small", "facebook/musicgen-small", local=False), "cpu")
+    assert raised.value.permanent
