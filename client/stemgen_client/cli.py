@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -130,26 +131,26 @@ def _complete_names(ctx: click.Context, param: click.Parameter, incomplete: str)
         return []
 
 
-def _stderr_console() -> Console:
-    return Console(file=sys.stderr, highlight=False)
-
-
 def _stdout_console() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    """Tables for people on a terminal; for pipes, one unwrapped line per row so `awk`/`grep` work."""
+    console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 1000
+    return console
 
 
 def _print_resources(resources: list[StemGeneration], output: str) -> None:
     if output == "name":
         for resource in resources:
             click.echo(f"{c.SINGULAR}.{c.GROUP}/{resource.name}")
-    elif output == "json":
+    elif output in ("json", "yaml"):
+        # One object as itself, several as a kubectl-style List.
         payload = resources[0].raw if len(resources) == 1 else {"apiVersion": "v1", "kind": "List",
                                                                "items": [r.raw for r in resources]}
-        click.echo(json.dumps(payload, indent=2, sort_keys=False))
-    elif output == "yaml":
-        payload = resources[0].raw if len(resources) == 1 else {"apiVersion": "v1", "kind": "List",
-                                                               "items": [r.raw for r in resources]}
-        click.echo(yaml.safe_dump(payload, sort_keys=False), nl=False)
+        if output == "json":
+            click.echo(json.dumps(payload, indent=2))
+        else:
+            click.echo(yaml.safe_dump(payload, sort_keys=False), nl=False)
     else:
         if not resources:
             click.echo("No resources found.", err=True)
