@@ -67,7 +67,7 @@ def _progress_text(status: dict[str, Any]) -> tuple[str, int]:
 def outputs_table(status: dict[str, Any], downloaded: dict[str, Path]) -> Table:
     table = Table(title="Stems", show_lines=False)
     for column in ("stem", "seconds", "blob URL", "sha256", "file"):
-        table.add_column(column, overflow="fold", no_wrap=column == "sha256")
+        table.add_column(column, overflow="fold", no_wrap=column in ("blob URL", "sha256"))
     for output in status.get("outputs") or []:
         table.add_row(output["stem"], f"{output.get('seconds', 0):.2f}", output.get("url", ""),
                       output.get("sha256", ""), str(downloaded.get(output["stem"], "")))
@@ -99,7 +99,7 @@ def callback_summary(received: list[Any]) -> list[str]:
 def cli(out_dir: Path, workdir: Path, model: str, duration: float, timeout: float, keep: bool) -> None:
     """Run the local end-to-end demo."""
     # Wide enough for full blob URLs and hashes when the output is a log rather than a terminal.
-    console = Console() if sys.stdout.isatty() else Console(width=240, soft_wrap=True)
+    console = Console() if sys.stdout.isatty() else Console(width=400, soft_wrap=True)
     sys.exit(run_demo(console, out_dir=out_dir, workdir=workdir, model=model, duration=duration, timeout=timeout,
                       keep=keep))
 
