@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import copy
 import socket
+import threading
 
-from kubernetes import client
+from kubernetes import client, watch
 
 from stemgen_api import contract as c
 from stemgen_api.webhooks import webhook_id
@@ -65,15 +66,52 @@ def test_status_is_final_before_the_callback_arrives_and_reruns_do_not_regenerat
     assert read_request("ordered")["status"]["callback"]["state"] == c.CallbackState.DELIVERED.value
 
 
-def test_duration_beyond_the_model_window_is_generated_in_overlapping_windows(
-        create_request, read_request, runner_settings, api_client, azurite, callback_receiver) -> None:
-    create_request("extended", _spec(callback_receiver.url, model=TINY_MODEL_EXTENDING, durationSeconds=19.5))
-    assert run_request(runner_settings("extended"), client.CustomObjectsApi(api_client)) == c.ExitCode.SUCCESS
+class StatusRecorder(threading.Thread):
+    """Every status the API server stores for one resource, via a watch from its creation on."""
+
+    def __init__(self, custom_objects, namespace: str, created: dict):
+        super().__init__(daemon=True)
+        self.custom_objects, self.namespace, self.created = custom_objects, namespace, created
+        self.statuses: list[dict] = []
+
+    def run(self) -> None:
+        stream = watch.Watch()
+        for event in stream.stream(self.custom_objects.list_namespaced_custom_object, c.GROUP, c.VERSION,
+                                   self.namespace, c.PLURAL, timeout_seconds=120,
+                                   field_selector=f"metadata.name={self.created['metadata']['name']}",
+                                   resource_version=self.created["metadata"]["resourceVersion"]):
+            status = event["object"].get("status") or {}
+            self.statuses.append(status)
+            if status.get("phase") in {p.value for p in c.TERMINAL_PHASES}:
+                stream.stop()
+
+
+def test_duration_beyond_the_model_window_is_generated_in_overlapping_windows_with_progress(
+        create_request, read_request, runner_settings, api_client, custom_objects, namespace, azurite,
+        callback_receiver) -> None:
+    created = create_request("extended", _spec(callback_receiver.url, model=TINY_MODEL_EXTENDING,
+                                               durationSeconds=19.5))
+    recorder = StatusRecorder(custom_objects, namespace, created)
+    recorder.start()
+    assert run_request(runner_settings("extended", progress_interval=0.2),
+                       client.CustomObjectsApi(api_client)) == c.ExitCode.SUCCESS
+    recorder.join(60)
     status = read_request("extended")["status"]
     assert any("overlapping 18.5 s windows" in warning for warning in status["warnings"])
     (output,) = status["outputs"]
     assert_stem_blob(azurite.connection_string, output, request_id="extended", model=TINY_MODEL_EXTENDING,
                      duration=19.5)
+
+    progress = [s["progress"] for s in recorder.statuses if "progress" in s]
+    stages = [p["stage"] for p in progress]
+    assert stages[0] == "loading-model" and stages[-1] == "done"
+    assert {"generating", "post-processing", "uploading"} <= set(stages)
+    percents = [p["percent"] for p in progress]
+    assert percents == sorted(percents), f"progress went backwards: {progress}"
+    generating = [p["percent"] for p in progress if p["stage"] == "generating"]
+    assert any(10 < percent < 80 for percent in generating), generating
+    # throttled: no more generating updates than one per progress_interval (plus the stage's first)
+    assert len(generating) <= status["timings"]["generateSeconds"] / 0.2 + 3
 
 
 def test_blob_store_down_fails_with_reason_and_failure_callback(
