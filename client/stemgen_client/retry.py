@@ -7,6 +7,7 @@ lost gets 409 on the retry, and the client then returns the existing resource.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -79,6 +80,13 @@ def call_with_retries(func: Callable[[], T], what: str, policy: RetryPolicy | No
 
 
 def _describe(error: BaseException) -> str:
+    """`HTTP 500 Internal Server Error: <the API server's own message>`, which usually says what
+    broke (e.g. that it cannot reach the node's kubelet for a pod log)."""
     if isinstance(error, ApiException):
-        return f"HTTP {error.status} {error.reason}"
+        text = f"HTTP {error.status} {error.reason}"
+        try:
+            message = json.loads(error.body or "").get("message")
+        except (TypeError, ValueError, AttributeError):
+            message = None
+        return f"{text}: {message}" if message else text
     return f"{type(error).__name__}: {error}"

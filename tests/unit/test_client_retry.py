@@ -85,7 +85,7 @@ def test_get_retries_429_and_5xx_then_succeeds(flaky) -> None:
 
 def test_gives_up_after_the_policy_attempts(flaky) -> None:
     server, client = flaky([503] * 10)
-    with pytest.raises(TransientAPIError, match="4 attempts"):
+    with pytest.raises(TransientAPIError, match="4 attempts: HTTP 503 Service Unavailable: scripted 503"):
         client.get("x")
     assert len(server.requests) == FAST.attempts
 
