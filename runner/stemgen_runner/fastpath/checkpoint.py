@@ -47,6 +47,9 @@ def _save_tensors(state: dict[str, torch.Tensor], path: Path) -> None:
 
     # safetensors refuses views sharing storage; a contiguous clone per tensor is always accepted.
     save_file({name: tensor.detach().to("cpu").contiguous().clone() for name, tensor in state.items()}, str(path))
+    # safetensors creates 0600 files; the cache PVC is written by warmup and read by runner pods
+    # that may run as another uid, like audiocraft's own files (0644).
+    path.chmod(0o644)
 
 
 def save_fast(lm_checkpoint: str | Path, compression_checkpoint: str | Path, directory: str | Path) -> Path:

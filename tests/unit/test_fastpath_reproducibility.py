@@ -1,0 +1,114 @@
+"""A stem's tokens are a function of (seed, stem, spec) alone: generating it alone or inside a
+batch with other stems, in any position, gives the same tokens.
+
+Uses the default (float16) fast path on the real tiny checkpoint. The stem seeds come from the
+runner's plan (`stem_seed(seed, stem)`, a stable hash). One test swaps the tiny model's
+one-token text tokenizer for a word-level one, so descriptions of different lengths get
+padded when batched: the case where plain audiocraft's batching changes a stem's conditioning.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("audiocraft")
+
+from stemgen_runner.fastpath.engine import FastMusicGen, reference_codes  # noqa: E402
+from stemgen_runner.fastpath.sampling import Sampling  # noqa: E402
+from stemgen_runner.plan import stem_seed  # noqa: E402
+
+SAMPLING = Sampling(top_k=50)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)
+
+
+def _load_tiny(directory):
+    from audiocraft.models import MusicGen
+    from audiocraft.modules.transformer import set_efficient_attention_backend
+
+    from stemgen_dev.tiny_model import write_checkpoint
+
+    set_efficient_attention_backend("torch")
+    write_checkpoint(directory, "tiny", seed=7)
+    return MusicGen.get_pretrained(str(directory), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return _load_tiny(tmp_path_factory.mktemp("tiny"))
+
+
+class WordTokenizer:
+    """One hashed token per word (audiocraft's whitespace tokenizer without spaCy), so texts of
+    different lengths are padded to the longest in a batch, as T5 does for real MusicGen."""
+
+    def __init__(self, n_bins: int) -> None:
+        self.n_bins = n_bins
+
+    def __call__(self, texts):
+        from audiocraft.modules.conditioners import hash_trick
+
+        words = [[] if text is None else text.split() for text in texts]
+        length = max(1, max(len(w) for w in words))
+        tokens = torch.zeros((len(texts), length), dtype=torch.long)
+        mask = torch.zeros((len(texts), length), dtype=torch.int)
+        for row, row_words in enumerate(words):
+            for column, word in enumerate(row_words):
+                tokens[row, column] = hash_trick(word, self.n_bins) + 1
+                mask[row, column] = 1
+        return tokens, mask
+
+
+@pytest.fixture(scope="module")
+def tiny_word_level(tmp_path_factory):
+    model = _load_tiny(tmp_path_factory.mktemp("tiny-words"))
+    conditioner = model.lm.condition_provider.conditioners["description"]
+    conditioner.tokenizer = WordTokenizer(conditioner.embed.num_embeddings - 1)
+    return model
+
+
+def _stem_codes(model, stems, seed=42, descriptions=None):
+    descriptions = descriptions or {stem: f"{stem}, lofi, 90 bpm" for stem in stems}
+    return FastMusicGen(model).generate_codes([descriptions[stem] for stem in stems],
+                                              [stem_seed(seed, stem) for stem in stems], SAMPLING, 1.0)
+
+
+def test_stem_alone_equals_stem_in_any_batch(tiny):
+    alone = _stem_codes(tiny, ["bass"])[0]
+    assert torch.equal(alone, _stem_codes(tiny, ["drums", "bass", "piano"])[1])
+    assert torch.equal(alone, _stem_codes(tiny, ["bass", "guitar"])[0])
+    assert torch.equal(alone, _stem_codes(tiny, ["vocals", "synth", "strings", "other", "bass"])[4])
+
+
+def test_same_seed_reproduces_and_another_seed_differs(tiny):
+    first = _stem_codes(tiny, ["drums", "bass"])
+    assert torch.equal(first, _stem_codes(tiny, ["drums", "bass"]))
+    assert not torch.equal(first, _stem_codes(tiny, ["drums", "bass"], seed=43))
+    assert not torch.equal(first[0], first[1])
+
+
+def test_batch_invariance_holds_with_padded_descriptions(tiny_word_level):
+    descriptions = {"bass": "deep bass", "drums": "dusty boom bap drums with vinyl crackle and swing",
+                    "piano": "warm rhodes piano chords in e minor"}
+    alone = _stem_codes(tiny_word_level, ["bass"], descriptions=descriptions)[0]
+    batched = _stem_codes(tiny_word_level, ["drums", "bass", "piano"], descriptions=descriptions)
+    assert torch.equal(alone, batched[1])
+
+
+def test_plain_audiocraft_batching_changes_a_padded_stem(tiny_word_level):
+    """Why the fast path encodes each stem's text on its own: in plain audiocraft the short
+    description is zero-padded to its batch mates' length and attends to the padding, so even
+    with per-row random streams the stem changes with its company."""
+    seeds = {"bass": 1, "drums": 2}
+    texts = {"bass": "deep bass", "drums": "dusty boom bap drums with vinyl crackle and swing"}
+    alone = reference_codes(tiny_word_level, [texts["bass"]], [seeds["bass"]], SAMPLING, 1.0)[0]
+    batched = reference_codes(tiny_word_level, [texts["drums"], texts["bass"]], [seeds["drums"], seeds["bass"]],
+                              SAMPLING, 1.0)[1]
+    assert not torch.equal(alone, batched)
