@@ -70,7 +70,13 @@ def progress(stage: c.ProgressStage, percent: int) -> dict[str, Any]:
 
 
 class ProgressThrottle:
-    """Lets a progress update through when the stage changes or `interval` seconds have passed."""
+    """Lets a progress update through when the stage changes or `interval` seconds have passed,
+    and never one that goes backwards within a stage.
+
+    Why the second rule: audiocraft's progress counts restart per extension window, and its first
+    window counts the frames later re-used as the next window's context, so the raw fraction dips
+    when the second window starts. A percent that goes backwards reads as a bug to a user.
+    """
 
     def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic):
         self.interval = interval
@@ -82,6 +88,8 @@ class ProgressThrottle:
         now = self.clock()
         current = (stage.value, percent)
         if current == self._last:
+            return False
+        if self._last is not None and self._last[0] == stage.value and percent < self._last[1]:
             return False
         if self._last is not None and self._last[0] == stage.value and self._last_at is not None \
                 and now - self._last_at < self.interval:

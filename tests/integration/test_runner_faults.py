@@ -7,6 +7,7 @@ import copy
 import socket
 import threading
 
+from azure.storage.blob import BlobServiceClient
 from kubernetes import client, watch
 
 from stemgen_api import contract as c
@@ -244,3 +245,28 @@ def test_secret_ref_without_the_secret_is_not_sent_unsigned(
     assert status["callback"]["state"] == c.CallbackState.FAILED.value
     assert c.ENV_CALLBACK_SECRET in status["callback"]["lastError"]
     assert callback_receiver.received == []
+
+
+def test_a_rerun_after_a_crash_overwrites_the_same_blobs(
+        create_request, read_request, runner_settings, api_client, custom_objects, namespace, azurite,
+        callback_receiver) -> None:
+    """A pod that uploaded and then died before writing Succeeded is retried: same blob names, overwritten."""
+    create_request("again", _spec(callback_receiver.url, stems=["bass", "drums"]))
+    settings = runner_settings("again", callback_secret=callback_receiver.secret)
+    assert run_request(settings, client.CustomObjectsApi(api_client)) == c.ExitCode.SUCCESS
+    first = read_request("again")["status"]["outputs"]
+    before = {o["blobName"]: download(azurite.connection_string, o)[1] for o in first}
+    # Play the crash: status as it was before the first run finished.
+    custom_objects.patch_namespaced_custom_object_status(
+        c.GROUP, c.VERSION, namespace, c.PLURAL, "again",
+        {"status": {"phase": c.Phase.RUNNING.value, "outputs": None, "callback": None}})
+    assert run_request(settings, client.CustomObjectsApi(api_client)) == c.ExitCode.SUCCESS
+    second = read_request("again")["status"]["outputs"]
+    assert [o["blobName"] for o in second] == [o["blobName"] for o in first]
+    for output in second:
+        properties = download(azurite.connection_string, output)[1]
+        assert properties.etag != before[output["blobName"]].etag  # rewritten, not a second copy
+        assert output["sha256"] == properties.metadata["sha256"]
+    container = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client("stems")
+    assert sorted(b.name for b in container.list_blobs(name_starts_with=f"{namespace}/again/")) == \
+        sorted(o["blobName"] for o in second)

@@ -48,3 +48,11 @@ def test_throttle_lets_stage_changes_through_and_drops_repeats() -> None:
     assert throttle.allow(c.ProgressStage.GENERATING, 50)
     assert throttle.allow(c.ProgressStage.POST_PROCESSING, 80)
     assert not throttle.allow(c.ProgressStage.POST_PROCESSING, 80)
+
+
+def test_throttle_never_lets_progress_go_backwards_within_a_stage() -> None:
+    throttle = ProgressThrottle(0.0, clock=lambda: 0.0)
+    assert throttle.allow(c.ProgressStage.GENERATING, 66)
+    assert not throttle.allow(c.ProgressStage.GENERATING, 54)  # second extension window restarts its count
+    assert throttle.allow(c.ProgressStage.GENERATING, 70)
+    assert throttle.allow(c.ProgressStage.POST_PROCESSING, 0)  # a new stage starts fresh
