@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import RunnerError
 from .model import configure_hub, describe_device, hub_checkpoint_cached, load_model, model_summary, resolve_model
 from .settings import RunnerSettings
 from .storage import BlobStore
@@ -46,7 +45,7 @@ def storage_report(settings: RunnerSettings, container: str) -> dict[str, Any]:
         store = BlobStore.from_settings(settings)
         store.ping()
         report["reachable"] = True
-    except RunnerError as error:
+    except Exception as error:  # a malformed connection string is as unready as an unreachable store
         report["error"] = str(error)
     return report
 

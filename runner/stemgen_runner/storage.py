@@ -15,7 +15,7 @@ from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.storage.blob import BlobServiceClient, ContentSettings, ExponentialRetry
 
 from .audio import EncodedAudio
-from .errors import RunnerError, StorageFailed
+from .errors import StorageFailed
 from .settings import RunnerSettings
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class BlobStore:
 
             service = BlobServiceClient(settings.storage_account_url, credential=DefaultAzureCredential(), **options)
         else:
-            raise RunnerError(
+            raise StorageFailed(
                 "no blob storage configured: set AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT_URL",
                 permanent=True)
         return cls(service, create_container=settings.create_container)

@@ -38,3 +38,12 @@ def test_exit_codes_differ_so_the_pod_failure_policy_can_tell_them_apart() -> No
 def test_final_attempt_follows_spec_retries(retries, attempt, final) -> None:
     assert is_final_attempt({"retries": retries}, attempt) is final
     assert is_final_attempt({}, c.DEFAULT_RETRIES + 1) is True
+
+
+def test_missing_storage_configuration_is_a_permanent_storage_error() -> None:
+    from stemgen_runner.settings import RunnerSettings
+    from stemgen_runner.storage import BlobStore
+
+    with pytest.raises(StorageFailed, match="AZURE_STORAGE_CONNECTION_STRING") as raised:
+        BlobStore.from_settings(RunnerSettings(storage_connection_string=None, storage_account_url=None))
+    assert classify(raised.value) == (c.FailureReason.STORAGE_ERROR, c.ExitCode.PERMANENT_FAILURE)
