@@ -26,6 +26,9 @@ if [[ -x "$BIN_DIR/kube-apiserver" && -x "$BIN_DIR/kube-controller-manager" && -
 fi
 command -v go >/dev/null || fail "go toolchain not found on PATH (install Go >= 1.24)"
 mkdir -p "$BIN_DIR" "$WORK_DIR"
+# Parallel test sessions may all find the cache cold: one builds, the others wait for it.
+exec 9>"$CACHE_ROOT/build.lock"
+flock 9
 
 minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"; patch="${K8S_VERSION##*.}"
 staging_version="v0.$minor.$patch"
