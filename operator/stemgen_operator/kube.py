@@ -32,6 +32,10 @@ class Conflict(Exception):
     """The object changed since it was read: re-read and decide again."""
 
 
+class Gone(Exception):
+    """The object was deleted: nothing left to decide about."""
+
+
 def load_configuration(kubeconfig: str | None) -> client.Configuration:
     """A client configuration of its own (never the library's global default), so an operator
     running in a test process cannot leak credentials into, or take them from, anything else."""
@@ -48,6 +52,16 @@ def load_configuration(kubeconfig: str | None) -> client.Configuration:
 
 def _json(response: Any) -> Any:
     return json.loads(response.data)
+
+
+def _list_version(responses: list[Any]) -> int | None:
+    versions = []
+    for response in responses:
+        try:
+            versions.append(int((response.get("metadata") or {}).get("resourceVersion")))
+        except (TypeError, ValueError):
+            return None
+    return min(versions) if versions else None
 
 
 def _missing(error: ApiException) -> bool:
@@ -79,18 +93,16 @@ class Cluster:
                 return None
             raise
 
-    def list_requests(self, namespaces: Iterable[str]) -> list[Obj]:
-        items: list[Obj] = []
+    def list_requests(self, namespaces: Iterable[str]) -> tuple[list[Obj], int | None]:
+        """All requests, and the listing's resourceVersion (the oldest, over several namespaces)."""
         spaces = list(namespaces)
         if not spaces:
             response = self.custom.list_cluster_custom_object(c.GROUP, c.VERSION, c.PLURAL,
                                                               _request_timeout=self.timeout)
-            return list(response.get("items") or [])
-        for namespace in spaces:
-            response = self.custom.list_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PLURAL,
-                                                                 _request_timeout=self.timeout)
-            items.extend(response.get("items") or [])
-        return items
+            return list(response.get("items") or []), _list_version([response])
+        responses = [self.custom.list_namespaced_custom_object(c.GROUP, c.VERSION, namespace, c.PLURAL,
+                                                               _request_timeout=self.timeout) for namespace in spaces]
+        return [item for response in responses for item in response.get("items") or []], _list_version(responses)
 
     def patch_status(self, body: r.Body, patch: dict[str, Any], guarded: bool = True) -> Obj:
         """Merge-patch status; `guarded` sends the read resourceVersion so a concurrent writer
@@ -105,6 +117,8 @@ class Cluster:
         except ApiException as error:
             if error.status == 409:
                 raise Conflict(str(ref)) from error
+            if error.status == 404:
+                raise Gone(str(ref)) from error
             raise
 
     def delete_request(self, ref: r.Ref) -> bool:
@@ -122,18 +136,17 @@ class Cluster:
 
     # Jobs and pods ---------------------------------------------------------------------------
 
-    def list_jobs(self, namespaces: Iterable[str]) -> list[Obj]:
+    def list_jobs(self, namespaces: Iterable[str]) -> tuple[list[Obj], int | None]:
         selector = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY}"
         spaces = list(namespaces)
         if not spaces:
-            return list(_json(self.batch.list_job_for_all_namespaces(
-                label_selector=selector, _preload_content=False, _request_timeout=self.timeout)).get("items") or [])
-        items: list[Obj] = []
-        for namespace in spaces:
-            items.extend(_json(self.batch.list_namespaced_job(
-                namespace, label_selector=selector, _preload_content=False,
-                _request_timeout=self.timeout)).get("items") or [])
-        return items
+            responses = [_json(self.batch.list_job_for_all_namespaces(
+                label_selector=selector, _preload_content=False, _request_timeout=self.timeout))]
+        else:
+            responses = [_json(self.batch.list_namespaced_job(
+                namespace, label_selector=selector, _preload_content=False, _request_timeout=self.timeout))
+                for namespace in spaces]
+        return [item for response in responses for item in response.get("items") or []], _list_version(responses)
 
     def get_job(self, namespace: str, name: str) -> Obj | None:
         try:

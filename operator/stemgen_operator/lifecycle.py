@@ -23,7 +23,8 @@ from stemgen_api import contract as c
 from . import admission, callbacks, follow, jobs
 from . import resource as r
 from . import status as s
-from .kube import Cluster, Conflict
+from .cache import ClusterCache
+from .kube import Cluster, Conflict, Gone
 from .metrics import Metrics
 from .settings import OperatorSettings
 
@@ -46,6 +47,7 @@ class Context:
     cluster: Cluster
     metrics: Metrics
     executor: ThreadPoolExecutor
+    cache: ClusterCache = field(default_factory=ClusterCache)
     clock: Callable[[], datetime] = utcnow
     nudge: Callable[[], None] = field(default=lambda: None)
     """Wakes the reconciler: something happened that may free or need a slot."""
@@ -81,6 +83,7 @@ class Lifecycle:
         body = await self.context.io(self.context.cluster.get_request, ref.namespace, ref.name)
         if body is None or (ref.uid and r.ref(body).uid != ref.uid):
             return None
+        self.context.cache.requests.observe(body)
         return body
 
     async def apply(self, body: r.Body, decide: Decide) -> tuple[r.Body, s.Patch] | None:
@@ -92,12 +95,15 @@ class Lifecycle:
                 return None
             try:
                 updated = await self.context.io(self.context.cluster.patch_status, body, patch)
+            except Gone:
+                return None
             except Conflict:
                 latest = await self.fresh(ref)
                 if latest is None:
                     return None
                 body = latest
                 continue
+            self.context.cache.requests.observe(updated)
             await self._after(updated, patch)
             return updated, patch
         _logger(body).warning("gave up a status transition after %d conflicts", MAX_CONFLICTS)
@@ -151,6 +157,7 @@ class Lifecycle:
 
     async def reconcile(self, body: r.Body, event_type: str | None) -> None:
         """Entry point for every watch event of a StemGeneration."""
+        self.context.cache.requests.observe(body, deleted=event_type == "DELETED")
         try:
             if event_type == "DELETED":
                 await self.deleted(body)
@@ -246,7 +253,7 @@ class Lifecycle:
     async def deleted(self, body: r.Body) -> None:
         """Gone while unfinished: tell the caller it was cancelled (the Job goes with its owner)."""
         self._url_verdicts.pop((r.ref(body).uid, r.callback_url(body) or ""), None)
-        if r.is_terminal(body) or not r.callback_url(body) or r.phase(body) is c.Phase.PENDING:
+        if r.is_terminal(body) or not r.callback_url(body):
             return
         message = "the StemGeneration was deleted before it finished"
         gone = dict(body)
@@ -268,6 +275,8 @@ class Lifecycle:
                 return
             try:
                 cluster.patch_status(body, {"callback": callback_status}, guarded=False)
+            except Gone:
+                pass  # deleted meanwhile: the delivery goes on, there is just nowhere to record it
             except Exception as error:  # the delivery matters more than its bookkeeping
                 logger.warning("could not record callback status: %s", error)
 
@@ -294,6 +303,7 @@ class Lifecycle:
 
     async def job_changed(self, job: r.Body, event_type: str | None) -> None:
         """Entry point for every watch event of a runner Job."""
+        self.context.cache.jobs.observe(job, deleted=event_type == "DELETED")
         meta = job.get("metadata") or {}
         labels = meta.get("labels") or {}
         name = labels.get(c.LABEL_NAME)

@@ -22,7 +22,7 @@ from stemgen_api import contract as c
 from . import admission, callbacks, follow, jobs
 from . import resource as r
 from . import status as s
-from .kube import Conflict
+from .kube import Conflict, Gone
 from .lifecycle import Context, Lifecycle
 
 log = logging.getLogger(__name__)
@@ -77,9 +77,15 @@ class Reconciler:
         """One look at the cluster and everything it implies. Returns the next TTL expiry."""
         context, settings = self.context, self.context.settings
         started = time.monotonic()
-        resources, job_list = await asyncio.gather(
-            context.io(context.cluster.list_requests, settings.namespaces),
-            context.io(context.cluster.list_jobs, settings.namespaces))
+        cache = context.cache
+        if full or not cache.seeded:
+            (listed, requests_version), (listed_jobs, jobs_version) = await asyncio.gather(
+                context.io(context.cluster.list_requests, settings.namespaces),
+                context.io(context.cluster.list_jobs, settings.namespaces))
+            cache.requests.replace(listed, requests_version)
+            cache.jobs.replace(listed_jobs, jobs_version)
+            cache.seeded = True
+        resources, job_list = cache.requests.values(), cache.jobs.values()
         bodies = {(r.ref(body).namespace, r.ref(body).name): body for body in resources}
         pending = [body for body in resources if r.phase(body) is c.Phase.PENDING and r.callback_url(body)]
         verdicts = await asyncio.gather(*(self.lifecycle.url_problem(body) for body in pending))
@@ -96,25 +102,38 @@ class Reconciler:
         if len(plan.admit) > cap or len(plan.kueue) > cap:
             self.nudge()
         listed = time.monotonic()
-        await asyncio.gather(
+        self._report(await asyncio.gather(
             *(self._adopt(body_of(candidate), candidate) for candidate in plan.adopt),
             *(self._admit(body_of(candidate), candidate) for candidate in admit),
-            *(self._admit(body_of(candidate), candidate, candidate.kueue_queue) for candidate in kueue))
+            *(self._admit(body_of(candidate), candidate, candidate.kueue_queue) for candidate in kueue),
+            return_exceptions=True))
         admitted = time.monotonic()
         await self._write_positions(plan, bodies, settings.limits())
         if admit or kueue or plan.adopt:
-            log.info("pass: listed %d requests and %d Jobs in %.2fs; admitted %d (+%d Kueue, %d adopted) in %.2fs; "
-                     "%d waiting", len(resources), len(job_list), listed - started, len(admit), len(kueue),
-                     len(plan.adopt), admitted - listed, sum(len(w) for w in plan.waiting.values()))
+            log.info("pass%s: %d requests and %d Jobs known after %.2fs; admitted %d (+%d Kueue, %d adopted) "
+                     "in %.2fs; %d waiting", " (full listing)" if full else "", len(resources), len(job_list),
+                     listed - started, len(admit), len(kueue), len(plan.adopt), admitted - listed,
+                     sum(len(w) for w in plan.waiting.values()))
 
         due, next_due = admission.expired(resources, context.clock())
-        await asyncio.gather(*(self._expire(bodies[(ref.namespace, ref.name)]) for ref in due))
+        self._report(await asyncio.gather(*(self._expire(bodies[(ref.namespace, ref.name)]) for ref in due),
+                                          return_exceptions=True))
         await self._stop_cancelled_jobs(bodies, job_list)
         if full:
             await self._repair(resources)
         depth = {pool: len(waiting) for pool, waiting in plan.waiting.items()}
         context.metrics.observe_listing(resources, depth, plan.active)
         return next_due
+
+    def _report(self, results: list[object]) -> None:
+        """One request's failed step must not stop the others in the same pass; the next pass retries."""
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                log.error("reconcile step failed: %s: %s", type(result).__name__, result)
+                self.nudge_later()
+
+    def nudge_later(self, delay: float = 1.0) -> None:
+        asyncio.get_running_loop().call_later(delay, self.nudge)
 
     async def _admit(self, body: r.Body, candidate: admission.Candidate, kueue_queue: str | None = None) -> None:
         """Create the Job (or find the one a previous operator made) and record the admission."""
@@ -128,6 +147,7 @@ class Reconciler:
             log.error("cannot create Job for %s: %s", candidate.ref, error)
             await context.io(context.cluster.post_event, body, "JobCreateFailed", str(error)[:1024], True)
             return
+        context.cache.jobs.observe(job)
         if not jobs.owned_by(job, body):
             log.error("Job %s exists but belongs to something else; not adopting it", candidate.job_name)
             return
@@ -195,7 +215,7 @@ class Reconciler:
                 writes.append(self._write_position(body, s.queue_position(pool, position, limits.get(pool, 0))))
         if refresh_all:
             self._last_positions = time.monotonic()
-        await asyncio.gather(*writes)
+        self._report(await asyncio.gather(*writes, return_exceptions=True))
 
     async def _queue(self, body: r.Body, candidate: admission.Candidate, position: int, limit: int) -> None:
         """Pending → Queued with its place in line, as one transition (and one Event)."""
@@ -211,8 +231,11 @@ class Reconciler:
     async def _write_position(self, body: r.Body, patch: s.Patch) -> None:
         try:
             await self.context.io(self.context.cluster.patch_status, body, patch)
-        except Conflict:
-            self.nudge()  # changed meanwhile; the next pass has the new picture
+        except Gone:
+            pass
+        except Conflict:  # changed meanwhile: refresh what we know, and look again
+            await self.lifecycle.fresh(r.ref(body))
+            self.nudge()
 
     async def _expire(self, body: r.Body) -> None:
         ref = r.ref(body)
@@ -234,7 +257,7 @@ class Reconciler:
                                                                           follow.JobState.SUCCEEDED):
                 continue
             deletions.append(self.context.io(self.context.cluster.delete_job, meta["namespace"], meta["name"]))
-        await asyncio.gather(*deletions)
+        self._report(await asyncio.gather(*deletions, return_exceptions=True))
 
     async def _repair(self, resources: list[r.Body]) -> None:
         """What the per-request handlers should have done, redone for anything that looks stuck."""

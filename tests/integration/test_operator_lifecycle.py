@@ -200,8 +200,8 @@ def test_create_makes_one_job_with_every_field(cluster, operator, kubectl, callb
     cluster.create("song", device="gpu", requestId="req-1", timeoutSeconds=120, retries=1,
                    callback={"url": callback_receiver.url, "secretRef": secret_ref})
     job = cluster.wait_job("song")
-    body = cluster.get("song")
     kubectl("wait", "--for=condition=Admitted", "-n", cluster.namespace, "stemgeneration/song", "--timeout=30s")
+    body = cluster.get("song")
 
     meta = job.metadata
     assert meta.name == jobs.job_name("song", body["metadata"]["uid"])
@@ -258,7 +258,8 @@ def test_gpu_and_cpu_placement(cluster, operator):
     assert cpu.node_selector == {"agentpool": "cpu"} and "nvidia.com/gpu" not in cpu.containers[0].resources.limits
     assert cpu.tolerations is None
     assert auto.node_selector == {"agentpool": "gpu"}, "auto prefers the GPU pool when there is one"
-    assert [cluster.status(n)["pool"] for n in ("on-gpu", "on-cpu", "auto")] == ["gpu", "cpu", "gpu"]
+    wait_until(lambda: [cluster.status(n).get("pool") for n in ("on-gpu", "on-cpu", "auto")] == ["gpu", "cpu", "gpu"],
+               "the pools in status")
 
 
 def test_gpu_request_without_gpu_pool_fails_and_auto_runs_on_cpu(cluster, operator):
@@ -481,7 +482,8 @@ def test_kueue_mode_creates_a_suspended_labelled_job(cluster, operator):
         job = cluster.wait_job(name)
         assert job.spec.suspend is True, "Kueue, not the operator's limit, admits it"
         assert job.metadata.labels[c.KUEUE_QUEUE_LABEL] == "team-a"
-        status = cluster.status(name)
+        status = wait_until(lambda n=name: cluster.status(n).get("jobName") and cluster.status(n),
+                            f"{name}'s status to name its Job")
         assert status["reason"] == "WaitingForKueue" and status["jobName"] == job.metadata.name
         assert {cond["type"]: cond["status"] for cond in status["conditions"]}["Admitted"] == "False"
 
