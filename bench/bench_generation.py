@@ -104,7 +104,7 @@ def run_child(args: argparse.Namespace, kind: str, stems: int) -> dict[str, Any]
     return result
 
 
-def machine() -> dict[str, str]:
+def machine(threads: int) -> dict[str, str]:
     import audiocraft
     import torch
 
@@ -117,7 +117,7 @@ def machine() -> dict[str, str]:
     except OSError:
         pass
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "cpu": f"{cpu}, {os.cpu_count()} cores visible, torch threads {torch.get_num_threads()}",
+            "cpu": f"{cpu}, {os.cpu_count()} cores visible, torch threads {threads or torch.get_num_threads()}",
             "load average": " ".join(f"{value:.1f}" for value in os.getloadavg()),
             "versions": f"python {platform.python_version()}, torch {torch.__version__}, "
                         f"audiocraft {audiocraft.__version__}"}
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     args.checkpoint = Path(args.cache) / args.preset
     ensure_checkpoint(args.checkpoint, args.preset)
-    info = machine()
+    info = machine(args.threads)
     print(f"machine: {info}", file=sys.stderr)
     results: dict[str, dict[str, Any]] = {}
     # Interleaved so that a burst of load from elsewhere hits both sides alike.
