@@ -24,6 +24,10 @@ GPU_SELECTOR = {"kubernetes.azure.com/agentpool": "gpu"}
 CPU_SELECTOR = {"kubernetes.azure.com/agentpool": "cpu"}
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "operator_env(env): extra STEMGEN_OPERATOR_* settings for the stack's operator")
+
+
 @pytest.fixture(scope="session")
 def volume_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("volumes")
@@ -31,8 +35,9 @@ def volume_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def node_agent(control_plane, volume_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeAgent]:
-    """Two GPU nodes (one GPU each) and one CPU node, run by an in-process agent."""
-    config = build_config(kubeconfig=control_plane.kubeconfig, gpu_nodes=2, cpu_nodes=1,
+    """Two GPU nodes (two GPUs each: more than the operator's GPU limit, so the limit is what the
+    concurrency test measures, not the scheduler) and one CPU node, run by an in-process agent."""
+    config = build_config(kubeconfig=control_plane.kubeconfig, gpu_nodes=2, cpu_nodes=1, gpus_per_node=2,
                           volume_root=str(volume_root), work_root=str(tmp_path_factory.mktemp("agent")),
                           prefix="e2e", cpu_memory="16Gi",
                           # The fake GPU nodes have no CUDA device: their runners must use the CPU.
@@ -77,12 +82,14 @@ def tiny_model(volume_root: Path) -> Path:
 
 @pytest.fixture
 def stack(api_client, control_plane, namespace: str, azurite, callback_receiver, node_agent: NodeAgent,
-          tiny_model: Path, tmp_path: Path) -> Iterator[Stack]:
+          tiny_model: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
     """A namespace ready for requests and an operator (child process) watching it."""
     prepare_namespace(api_client, namespace, storage_connection_string=azurite.connection_string,
                       callback_secret=callback_receiver.secret)
+    marker = request.node.get_closest_marker("operator_env")
     operator = OperatorProcess(kubeconfig=control_plane.kubeconfig, namespaces=[namespace],
-                               log_path=tmp_path / "operator.log").start()
+                               log_path=tmp_path / "operator.log",
+                               extra_env=dict(marker.args[0]) if marker else {}).start()
     try:
         yield Stack(api_client=api_client, namespace=namespace, requests=Requests(api_client, namespace),
                     operator=operator, receiver=callback_receiver, azurite=azurite, agent=node_agent)

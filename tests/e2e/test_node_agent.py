@@ -68,7 +68,7 @@ def test_nodes_are_registered_ready_with_pool_shape(node_agent, api_client) -> N
     nodes = {node.metadata.name: node for node in core.list_node(label_selector="stemgen.io/node-agent=e2e").items}
     assert set(nodes) == {"e2e-gpu-0", "e2e-gpu-1", "e2e-cpu-0"}
     gpu = nodes["e2e-gpu-0"]
-    assert gpu.status.allocatable[GPU_RESOURCE] == "1"
+    assert gpu.status.allocatable[GPU_RESOURCE] == "2"
     assert gpu.metadata.labels["kubernetes.azure.com/agentpool"] == "gpu"
     assert [(t.key, t.value, t.effect) for t in gpu.spec.taints] == [("sku", "gpu", "NoSchedule")]
     cpu = nodes["e2e-cpu-0"]
