@@ -25,6 +25,15 @@ def unfinished_jobs(batch: client.BatchV1Api, namespace: str) -> int:
                                             for cond in job.status.conditions or []))
 
 
+def admitted_and_unfinished(status: dict) -> bool:
+    """Holding a pool slot: Running, or Queued with the Admitted condition (its Job exists)."""
+    if status.get("phase") == c.Phase.RUNNING.value:
+        return True
+    admitted = any(cond.get("type") == c.ConditionType.ADMITTED.value and cond.get("status") == "True"
+                   for cond in status.get("conditions") or [])
+    return status.get("phase") == c.Phase.QUEUED.value and admitted
+
+
 @pytest.mark.timeout(1500)
 def test_twenty_requests_respect_the_gpu_limit(stack) -> None:
     assert stack.operator.gpu_limit == GPU_LIMIT
@@ -46,7 +55,7 @@ def test_twenty_requests_respect_the_gpu_limit(stack) -> None:
             try:
                 items = stack.requests.custom.list_namespaced_custom_object(
                     c.GROUP, c.VERSION, stack.namespace, c.PLURAL)["items"]
-                running = sum(1 for item in items if (item.get("status") or {}).get("phase") == c.Phase.RUNNING.value)
+                running = sum(1 for item in items if admitted_and_unfinished(item.get("status") or {}))
                 peaks["running"] = max(peaks["running"], running)
                 peaks["jobs"] = max(peaks["jobs"], unfinished_jobs(batch, stack.namespace))
                 pods = core.list_namespaced_pod(stack.namespace, label_selector=f"{c.LABEL_POOL}=gpu").items
