@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         sampler.start()
 
         seen: dict[str, float] = {}
+        jobs_added: list[str] = []
         all_seen = threading.Event()
 
         def watch_jobs() -> None:
@@ -147,6 +148,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for event in stream.stream(batch.list_namespaced_job, namespace, timeout_seconds=int(args.timeout) + 30):
                 if event["type"] == "ADDED":
                     owner = event["object"].metadata.labels.get(c.LABEL_NAME)
+                    jobs_added.append(owner)
                     seen.setdefault(owner, time.monotonic())
                     if len(seen) >= args.requests:
                         all_seen.set()
@@ -183,6 +185,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results = {
             "requests": args.requests,
             "jobs_seen": len(seen),
+            "duplicate_jobs": len(jobs_added) - len(seen),
             "complete": finished,
             "create_seconds": round(burst_end - burst_start, 2),
             "create_rate_per_s": round(args.requests / (burst_end - burst_start), 1),
