@@ -1,0 +1,52 @@
+"""How far the half-precision matrices move the logits, measured on a fixed token sequence.
+
+Used by the precision test (tiny model) and the benchmark (musicgen-small shapes) to state
+the tolerance of the float16 path against float32: both decoders are fed the same codes
+(teacher forcing), so the comparison isolates arithmetic, not diverging samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .conditioning import build_cross_groups
+from .decoder import Decoder
+from .weights import ModelWeights
+
+
+@dataclass(frozen=True)
+class LogitDrift:
+    max_abs: float
+    """Largest |logit_fp16 - logit_fp32| over all steps, rows, codebooks and tokens."""
+    rms_relative: float
+    """RMS of the difference over RMS of the float32 logits."""
+    top1_agreement: float
+    """Share of (step, row, codebook) whose most likely token is the same."""
+
+
+@torch.inference_mode()
+def logit_drift(lm: Any, descriptions: Sequence[str], codes: torch.Tensor, dtype: torch.dtype,
+                cfg_coef: float = 3.0) -> LogitDrift:
+    """Compare CFG-guided logits of `dtype` matrices against float32 along `codes` ([stems, K, S]
+    in pattern-sequence order, e.g. audiocraft's interleaved sequence)."""
+    stems, steps = codes.shape[0], codes.shape[-1]
+    runs = []
+    for run_dtype in (torch.float32, dtype):
+        weights = ModelWeights.from_lm(lm, run_dtype)
+        decoder = Decoder(lm, weights, build_cross_groups(lm, weights, list(descriptions)), stems, steps)
+        guided = []
+        for step in range(steps):
+            conditional, unconditional = decoder.step(codes[..., step:step + 1]).split(stems)
+            guided.append(unconditional + (conditional - unconditional) * cfg_coef)
+        runs.append(torch.stack(guided))
+    reference, candidate = runs
+    difference = candidate - reference
+    return LogitDrift(
+        max_abs=float(difference.abs().max()),
+        rms_relative=float(difference.pow(2).mean().sqrt() / reference.pow(2).mean().sqrt()),
+        top1_agreement=float((candidate.argmax(-1) == reference.argmax(-1)).float().mean()),
+    )
