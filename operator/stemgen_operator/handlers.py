@@ -14,7 +14,8 @@
 Only watch-event handlers are used (no create/update/delete handlers), so kopf keeps no
 per-object state and adds no finalizers: the resource's status *is* the state, which is why a
 restarted operator simply carries on. Run with `stemgen-operator` or
-`kopf run -m stemgen_operator.handlers`.
+`kopf run -m stemgen_operator.handlers --namespace NS --standalone`; with plain `kopf run`, set
+STEMGEN_OPERATOR_NAMESPACES to the same namespaces, since the reconciler lists what kopf watches.
 """
 
 from __future__ import annotations
