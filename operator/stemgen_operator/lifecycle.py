@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from stemgen_api import contract as c
@@ -70,6 +70,8 @@ class Lifecycle:
         self.context = context
         self._sending: set[str] = set()
         self._url_verdicts: dict[tuple[str, str], str | None] = {}
+        self._observed: set[str] = set()
+        self._started_at = context.clock() - timedelta(seconds=1)  # completionTime has 1 s resolution
         self._tasks: set[asyncio.Task] = set()
 
     # Plumbing ---------------------------------------------------------------------------------
@@ -137,10 +139,15 @@ class Lifecycle:
         self.spawn(self.context.io(self.context.cluster.post_event, body, reason, message, warning))
 
     def _observe_run(self, body: r.Body, phase: c.Phase) -> None:
+        """Run duration, once per request, whoever ended it (the runner, mostly). Requests that
+        finished before this operator started were counted by its predecessor."""
+        uid = r.ref(body).uid
         started = r.parse_time(r.status(body).get("admittedTime"))
         finished = r.finished_at(body)
-        if started and finished:
-            self.context.metrics.run_duration.labels(phase.value).observe((finished - started).total_seconds())
+        if uid in self._observed or not started or not finished or finished < self._started_at:
+            return
+        self._observed.add(uid)
+        self.context.metrics.run_duration.labels(phase.value).observe(max(0.0, (finished - started).total_seconds()))
 
     def spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -246,6 +253,7 @@ class Lifecycle:
 
     async def settle(self, body: r.Body) -> None:
         """A terminal request: make its conditions complete, and keep any callback promise."""
+        self._observe_run(body, r.phase(body))
         await self.apply(body, lambda current: s.missing_terminal_conditions(current, self.context.clock()))
         if callbacks.owes_callback(body):
             self.spawn(self.send_callback(body))
@@ -253,6 +261,7 @@ class Lifecycle:
     async def deleted(self, body: r.Body) -> None:
         """Gone while unfinished: tell the caller it was cancelled (the Job goes with its owner)."""
         self._url_verdicts.pop((r.ref(body).uid, r.callback_url(body) or ""), None)
+        self._observed.discard(r.ref(body).uid)
         if r.is_terminal(body) or not r.callback_url(body):
             return
         message = "the StemGeneration was deleted before it finished"

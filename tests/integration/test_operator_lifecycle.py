@@ -505,3 +505,37 @@ def test_callback_url_on_loopback_is_refused(cluster, operator, callback_receive
         assert cluster.job_for(name) is None
     time.sleep(0.5)
     assert callback_receiver.received == []
+
+
+def test_retries_count_attempts_and_the_last_pod_decides(cluster, operator, callback_receiver):
+    runtime = operator().runtime
+    cluster.create("flaky", device="cpu", retries=1, callback={"url": callback_receiver.url})
+    job = cluster.wait_job("flaky")
+    first = cluster.wait_pod(job.metadata.name)
+    cluster.pod_running(first)
+    assert cluster.wait_phase("flaky", "Running")["attempts"] == 1
+    cluster.pod_terminated(first, int(c.ExitCode.RETRYABLE_FAILURE), "Error")
+
+    def second_pod():
+        pods = cluster.core.list_namespaced_pod(cluster.namespace, label_selector=f"job-name={job.metadata.name}")
+        fresh = [pod for pod in pods.items if pod.metadata.name != first.metadata.name]
+        return fresh[0] if fresh else None
+
+    second = wait_until(second_pod, "the Job controller's retry pod")
+    cluster.pod_running(second)
+    wait_until(lambda: cluster.status("flaky").get("attempts") == 2, "attempts to count the retry")
+    assert cluster.status("flaky")["phase"] == "Running"
+    cluster.pod_terminated(second, 137, "OOMKilled")
+    failed = cluster.wait_phase("flaky", "Failed")
+    assert failed["reason"] == "OOMKilled" and second.metadata.name in failed["message"]
+    [callback] = callback_receiver.wait_for(1, timeout=WAIT)
+    assert callback.json["data"]["attempts"] == 2
+    text = prometheus_text(runtime)
+    assert 'stemgen_run_duration_seconds_count{phase="Failed"} 1.0' in text
+    assert 'stemgen_transitions_total{phase="Failed"} 1.0' in text
+
+
+def prometheus_text(runtime) -> str:
+    from prometheus_client import generate_latest
+
+    return generate_latest(runtime.metrics.registry).decode()
