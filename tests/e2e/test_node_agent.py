@@ -233,12 +233,14 @@ def test_missing_secret_waits_then_runs(node_agent, apis, namespace) -> None:
                env=[{"name": "KEY", "valueFrom": {"secretKeyRef": {"name": "later", "key": "k"}}}])]}}
     core.create_namespaced_pod(namespace, pod)
 
-    def waiting_reason() -> str | None:
+    def config_error() -> str | None:
         statuses = core.read_namespaced_pod("patient", namespace).status.container_statuses or []
         waiting = statuses[0].state.waiting if statuses else None
-        return waiting.reason if waiting else None
+        return waiting.message if waiting and waiting.reason == "CreateContainerConfigError" else None
 
-    assert wait_for(waiting_reason, 60, "CreateContainerConfigError") == "CreateContainerConfigError"
+    assert wait_for(config_error, 60, "CreateContainerConfigError") == 'secret "later" not found'
+    time.sleep(1)
+    assert core.read_namespaced_pod("patient", namespace).status.phase == "Pending"
     core.create_namespaced_secret(namespace, client.V1Secret(metadata=client.V1ObjectMeta(name="later"),
                                                              data={"k": base64.b64encode(b"late").decode()}))
     phase = wait_for(lambda: core.read_namespaced_pod("patient", namespace).status.phase in ("Succeeded", "Failed")
