@@ -122,8 +122,9 @@ class PodWorker(threading.Thread):
             self._run()
         except PodGone:
             self.log.info("pod %s/%s is gone; worker ends", self.namespace, self.pod_name)
-        except Exception:
+        except Exception as error:
             self.log.exception("pod worker for %s/%s failed", self.namespace, self.pod_name)
+            self._report_agent_error(error)
         finally:
             if self.stop_requested.is_set() and not self.gone:
                 self._finalize_deletion()
@@ -169,6 +170,19 @@ class PodWorker(threading.Thread):
         final = self._run_container(main, volume_paths, kubeconfig, deadline, restart_policy,
                                     lambda report: self._report([report], init_reports))
         self._report([final], init_reports, **self._pod_reason(deadline))
+
+    def _report_agent_error(self, error: Exception) -> None:
+        """A bug or I/O failure in the agent itself must not leave the pod Running forever."""
+        containers = (self.pod.get("spec") or {}).get("containers") or []
+        if not containers:
+            return
+        now = utc_now()
+        termination = Termination(exit_code=128, reason="StartError", message=f"node agent error: {error}"[:1000],
+                                  started_at=now, finished_at=now)
+        report = ContainerReport(name=containers[0]["name"], image=containers[0].get("image", ""),
+                                 terminated=termination)
+        with contextlib.suppress(Exception):
+            self._report([report], [], phase="Failed")
 
     def _containers_to_run(self) -> list[Mapping[str, Any]]:
         spec = self.pod.get("spec") or {}
