@@ -193,7 +193,11 @@ def run_demo(console: Console, *, out_dir: Path, workdir: Path, model: str, dura
         if model == TINY_MODEL:
             console.print(f"[bold yellow]{TINY_NOTICE}[/]")
         if keep:
-            _print_keep_instructions(console, plane, workdir)
+            _print_keep_instructions(console, plane, workdir, {"node agent": agent.pid,
+                                                                "operator": operator.process.pid if operator.process
+                                                                else None,
+                                                                "azurite": azurite.process.pid if azurite.process
+                                                                else None})
         else:
             console.print("tearing down (use --keep to leave it running)")
     return 0
@@ -244,17 +248,20 @@ def _download(status: dict[str, Any], out_dir: Path, connection_string: str) -> 
     return {file.stem: file.path for file in files}
 
 
-def _print_keep_instructions(console: Console, plane: Any, workdir: Path) -> None:
+def _print_keep_instructions(console: Console, plane: Any, workdir: Path, pids: dict[str, int | None]) -> None:
     state = workdir / "state.json"
-    state.write_text(json.dumps(plane.state(), indent=2))
+    state.write_text(json.dumps({**plane.state(), "services": pids}, indent=2))
+    kubectl = plane.bin_dir / "kubectl"
     console.print("[bold]left running[/] (--keep). Try:")
     console.print(f"  export KUBECONFIG={plane.kubeconfig}")
-    console.print(f"  {plane.bin_dir / 'kubectl'} get stemgenerations,jobs,pods,nodes -A")
-    console.print(f"  {plane.bin_dir / 'kubectl'} -n {NAMESPACE} get sg -o yaml")
-    console.print(f"logs: {workdir / 'logs'}; pod logs: {workdir / 'pods'}")
-    console.print("stop it: kill the process groups of the node agent and operator (see the logs), then "
-                  f"`.venv/bin/python -c 'import json; from stemgen_dev.cluster import stop_from_state; "
-                  f"stop_from_state(json.load(open(\"{state}\")))'`")
+    console.print(f"  {kubectl} get stemgenerations,jobs,pods,nodes -A")
+    console.print(f"  {kubectl} -n {NAMESPACE} get sg -o yaml")
+    console.print(f"logs: {workdir / 'logs'}; pod logs: {workdir / 'pods'}; state: {state}")
+    console.print("(the callback receiver lived in this process and is gone now)")
+    stops = " ".join(f"-{pid}" for pid in pids.values() if pid)
+    console.print(f"stop it: kill -TERM -- {stops}; .venv/bin/python -c 'import json; from stemgen_dev.cluster "
+                  f"import stop_from_state; stop_from_state(json.load(open(\"{state}\")))'", markup=False,
+                  highlight=False)
 
 
 if __name__ == "__main__":
