@@ -97,19 +97,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     api = config.new_client_from_config(config_file=kubeconfig)
     api.configuration.connection_pool_maxsize = args.clients + 4
     core, batch, custom = client.CoreV1Api(api), client.BatchV1Api(api), client.CustomObjectsApi(api)
-    rbac = client.RbacAuthorizationV1Api(api)
     namespace = f"bench-operator-{int(time.time())}"
     core.create_namespace({"metadata": {"name": namespace}})
     core.create_namespaced_service_account(namespace, {"metadata": {"name": "stemgen-runner"}})
-    try:  # the harness's controller-manager runs without per-controller credentials (see the tests)
-        rbac.create_cluster_role_binding({
-            "metadata": {"name": "stemgen-test-kube-controller-manager"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-            "subjects": [{"kind": "User", "name": "system:kube-controller-manager",
-                          "apiGroup": "rbac.authorization.k8s.io"}]})
-    except client.ApiException as error:
-        if error.status != 409:
-            raise
 
     health_port, metrics_port = free_port(), free_port()
     env = {**os.environ,

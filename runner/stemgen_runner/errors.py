@@ -73,3 +73,12 @@ def classify(error: BaseException) -> tuple[c.FailureReason, c.ExitCode]:
     if isinstance(error, MemoryError):
         return c.FailureReason.GENERATION_ERROR, c.ExitCode.RETRYABLE_FAILURE
     return c.FailureReason.INTERNAL, c.ExitCode.RETRYABLE_FAILURE
+
+
+class RequestEnded(RunnerError):
+    """Someone else ended the request (cancelled, or the operator failed it) while we ran.
+
+    The phase is final, so the runner must not write over it nor send a second, contradicting callback.
+    """
+
+    permanent = True

@@ -20,7 +20,7 @@ from urllib3.exceptions import HTTPError
 
 from stemgen_api import contract as c
 
-from .errors import ResourceGone
+from .errors import RequestEnded, ResourceGone
 
 log = logging.getLogger(__name__)
 
@@ -124,12 +124,36 @@ class StatusReporter:
             c.GROUP, c.VERSION, self.namespace, c.PLURAL, self.name, body))
 
     def transition(self, status: Status, conditions: list[tuple[c.ConditionType, bool, str, str]]) -> dict[str, Any]:
-        """A phase change: merge conditions into the live object's, then patch them with `status`."""
-        now = self.clock()
-        current = (self.read().get("status") or {}).get("conditions")
-        for type_, value, reason, message in conditions:
-            current = set_condition(current, type_, value, reason, message, now, self.generation)
-        return self.patch({**status, "conditions": current, "observedGeneration": self.generation})
+        """A phase change: merge conditions into the live object's, then patch them with `status`.
+
+        The patch carries the resourceVersion it was decided on, so a concurrent writer (the
+        operator cancelling or failing the request) makes it conflict instead of being overwritten;
+        a request already in a terminal phase is never moved to another phase.
+        """
+        for _ in range(self.attempts * 2):
+            live = self.read()
+            live_status = live.get("status") or {}
+            phase = live_status.get("phase")
+            if "phase" in status and phase != status["phase"] and phase in {p.value for p in c.TERMINAL_PHASES}:
+                raise RequestEnded(f"StemGeneration {self.namespace}/{self.name} is already {phase}: "
+                                   f"{live_status.get('reason', '')}")
+            now = self.clock()
+            current = live_status.get("conditions")
+            for type_, value, reason, message in conditions:
+                current = set_condition(current, type_, value, reason, message, now, self.generation)
+            body = {"metadata": {"resourceVersion": live["metadata"]["resourceVersion"]},
+                    "status": {**status, "conditions": current, "observedGeneration": self.generation}}
+            try:
+                return self.api.patch_namespaced_custom_object_status(
+                    c.GROUP, c.VERSION, self.namespace, c.PLURAL, self.name, body)
+            except ApiException as error:
+                if error.status == 404:
+                    raise ResourceGone(f"StemGeneration {self.namespace}/{self.name} not found") from error
+                if error.status != 409 and error.status != 429 and (error.status or 0) < 500:
+                    raise
+                log.info("status patch answered %s; re-reading and deciding again", error.status)
+                time.sleep(self.backoff if error.status != 409 else 0)
+        raise RequestEnded(f"StemGeneration {self.namespace}/{self.name}: status kept changing under us")
 
     def progress(self, stage: c.ProgressStage, percent: int) -> None:
         """Throttled progress; a failed progress patch is logged, never fatal."""

@@ -25,7 +25,7 @@ from stemgen_api.validation import SpecError, require_valid
 from stemgen_api.webhooks import DeliveryResult, callback_status
 
 from . import audio, callback, logs
-from .errors import InvalidSpec, RunnerError, classify
+from .errors import InvalidSpec, RequestEnded, RunnerError, classify
 from .generate import generate_stems
 from .model import choose_device, configure_hub, describe_device, load_model, prepare_torch, resolve_model
 from .plan import GenerationPlan, build_plan, warnings_for
@@ -87,7 +87,17 @@ class RequestRun:
     def execute(self) -> c.ExitCode:
         logs.bind(requestId=self.request_id)
         try:
+            return self._execute()
+        except RequestEnded as ended:
+            # Cancelled or failed by the operator while we worked: its word (and callback) stands.
+            log.warning("stopping: %s", ended)
+            return c.ExitCode.SUCCESS
+
+    def _execute(self) -> c.ExitCode:
+        try:
             outputs = self._generate_and_upload()
+        except RequestEnded:
+            raise
         except Exception as error:
             return self._fail(error)
         timings = self._timings()

@@ -12,7 +12,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -44,22 +43,8 @@ def wait_for(check, what: str, timeout: float = 60.0):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture
-def kcm_rights(api_client) -> None:
-    """See test_operator_lifecycle.controllers_may_work: the harness's controller-manager user."""
-    try:
-        client.RbacAuthorizationV1Api(api_client).create_cluster_role_binding({
-            "metadata": {"name": "stemgen-test-kube-controller-manager"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-            "subjects": [{"kind": "User", "name": "system:kube-controller-manager",
-                          "apiGroup": "rbac.authorization.k8s.io"}]})
-    except ApiException as error:
-        if error.status != 409:
-            raise
-
-
 def test_console_script_serves_health_and_metrics_and_creates_jobs(control_plane, api_client, namespace,
-                                                                    kcm_rights, tmp_path: Path):
+                                                                    tmp_path: Path):
     health, metrics = free_port(), free_port()
     env = {**os.environ,
            "STEMGEN_OPERATOR_KUBECONFIG": control_plane.kubeconfig,

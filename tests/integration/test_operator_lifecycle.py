@@ -146,24 +146,8 @@ class Cluster:
         return {"name": name, "key": "secret"}
 
 
-@pytest.fixture(scope="module")
-def controllers_may_work(api_client: client.ApiClient) -> None:
-    """The harness runs kube-controller-manager without per-controller service-account credentials;
-    give its user the rights the Job and garbage-collector controllers need (idempotent)."""
-    rbac = client.RbacAuthorizationV1Api(api_client)
-    try:
-        rbac.create_cluster_role_binding({
-            "metadata": {"name": "stemgen-test-kube-controller-manager"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-            "subjects": [{"kind": "User", "name": "system:kube-controller-manager",
-                          "apiGroup": "rbac.authorization.k8s.io"}]})
-    except ApiException as error:
-        if error.status != 409:
-            raise
-
-
 @pytest.fixture
-def cluster(api_client: client.ApiClient, namespace: str, controllers_may_work: None) -> Cluster:
+def cluster(api_client: client.ApiClient, namespace: str) -> Cluster:
     helper = Cluster(api_client, namespace)
     helper.core.create_namespaced_service_account(namespace, {"metadata": {"name": "stemgen-runner"}})
     return helper
