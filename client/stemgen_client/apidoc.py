@@ -101,27 +101,27 @@ ANNOTATIONS = {
                       "an old Job).",
     c.ANNOTATION_GENERATION: "On the Job: the spec generation it was built from.",
 }
-# The callback's `data`. Always present: namespace, name, requestId, phase, outputs.
+# The callback's `data` (stemgen_api.events): the same keys whoever sends it, null/empty when unknown.
 CALLBACK_DATA = {
     "namespace": "Namespace of the StemGeneration.",
     "name": "Its name.",
-    "uid": "Its uid (operator-sent callbacks).",
+    "uid": "Its uid.",
     "requestId": "The effective request id (`spec.requestId`, or the name).",
-    "audioFileId": "`spec.audioFileId`, when set.",
+    "audioFileId": "`spec.audioFileId`, or null.",
     "phase": "`Succeeded`, `Failed` or `Cancelled`.",
-    "reason": "Failure/cancel reason (operator-sent callbacks).",
-    "message": "Human-readable detail (operator-sent callbacks).",
-    "error": "`{reason, message}` for Failed/Cancelled (runner-sent callbacks), `null` on success.",
-    "stems": "The requested stems (operator-sent callbacks).",
+    "reason": "`status.reason`: `Succeeded`, or the failure/cancel reason.",
+    "message": "Human-readable detail.",
+    "error": "`{reason, message}` for Failed/Cancelled, `null` on success.",
+    "stems": "The requested stems.",
     "outputs": "`status.outputs`: one object per stem (stem, url, container, blobName, format, seconds, "
                "sampleRate, channels, bytes, sha256); empty unless Succeeded.",
-    "attempts": "Runner pods started (operator-sent callbacks).",
-    "jobName": "The Job that ran the request (operator-sent callbacks).",
-    "seed": "The seed used (runner-sent callbacks).",
-    "warnings": "`status.warnings` (runner-sent callbacks).",
-    "timings": "`status.timings` (runner-sent callbacks).",
+    "seed": "The seed used (null when the operator sends it for a request with no fixed seed).",
+    "warnings": "`status.warnings`.",
+    "timings": "`status.timings`.",
+    "attempts": "Runner pods started.",
+    "jobName": "The Job that ran the request, or null.",
 }
-CALLBACK_DATA_ALWAYS = ("namespace", "name", "requestId", "phase", "outputs")
+CALLBACK_DATA_ALWAYS = tuple(CALLBACK_DATA)
 
 RECEIVER_EXAMPLE = '''\
 import json

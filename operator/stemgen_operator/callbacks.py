@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stemgen_api import contract as c
-from stemgen_api import webhooks
+from stemgen_api import events, webhooks
 
 from . import resource as r
 from .kube import Cluster
@@ -39,27 +39,16 @@ def refusal(body: r.Body, settings: OperatorSettings) -> str | None:
 
 
 def payload_data(body: r.Body, final: c.Phase, reason: str, message: str) -> dict[str, Any]:
-    """The `data` of the callback: enough to act on without reading the resource."""
+    """The `data` of the callback, in the shape the runner's callbacks share (stemgen_api.events)."""
     ref = r.ref(body)
     spec = r.spec(body)
     status = r.status(body)
-    data: dict[str, Any] = {
-        "namespace": ref.namespace,
-        "name": ref.name,
-        "uid": ref.uid,
-        "requestId": r.request_id(body),
-        "phase": final.value,
-        "reason": reason,
-        "message": message,
-        "stems": list(spec.get("stems") or []),
-        "outputs": list(status.get("outputs") or []),
-        "attempts": status.get("attempts", 0),
-    }
-    if spec.get("audioFileId"):
-        data["audioFileId"] = spec["audioFileId"]
-    if status.get("jobName"):
-        data["jobName"] = status["jobName"]
-    return data
+    return events.callback_data(
+        namespace=ref.namespace, name=ref.name, uid=ref.uid, request_id=r.request_id(body),
+        audio_file_id=spec.get("audioFileId"), phase=final, stems=list(spec.get("stems") or []),
+        outputs=list(status.get("outputs") or []), reason=reason, message=message,
+        seed=(spec.get("generation") or {}).get("seed"), warnings=status.get("warnings"),
+        timings=status.get("timings"), attempts=status.get("attempts", 0), job_name=status.get("jobName"))
 
 
 @dataclass

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stemgen_api import contract as c
-from stemgen_api import webhooks
+from stemgen_api import events, webhooks
 from stemgen_api.webhooks import DeliveryAttempt, DeliveryResult, RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -33,21 +33,13 @@ class CallbackTarget:
 def callback_data(*, request_id: str, audio_file_id: str | None, namespace: str, name: str, phase: c.Phase,
                   outputs: list[dict[str, Any]], seed: int | None = None, warnings: list[str] | None = None,
                   timings: dict[str, float] | None = None, reason: str | None = None,
-                  message: str | None = None) -> dict[str, Any]:
-    """The callback's `data`: what the replaced worker's callback carried, plus where it came from."""
-    error = {"reason": reason, "message": message} if phase != c.Phase.SUCCEEDED else None
-    return {
-        "requestId": request_id,
-        "audioFileId": audio_file_id,
-        "namespace": namespace,
-        "name": name,
-        "phase": phase.value,
-        "outputs": outputs,
-        "seed": seed,
-        "warnings": warnings or [],
-        "timings": timings or {},
-        "error": error,
-    }
+                  message: str | None = None, uid: str = "", stems: list[str] | None = None,
+                  attempts: int | None = None, job_name: str | None = None) -> dict[str, Any]:
+    """The callback's `data`, in the shape the operator's callbacks share (stemgen_api.events)."""
+    return events.callback_data(
+        namespace=namespace, name=name, uid=uid, request_id=request_id, audio_file_id=audio_file_id, phase=phase,
+        stems=stems or [], outputs=outputs, reason=reason, message=message, seed=seed, warnings=warnings,
+        timings=timings, attempts=attempts, job_name=job_name)
 
 
 def resolve_target(callback_spec: dict[str, Any] | None, secret: str | None,

@@ -81,7 +81,8 @@ def resume_terminal(settings: RunnerSettings, reporter: StatusReporter, resource
             audio_file_id=spec.get("audioFileId"), namespace=metadata.get("namespace", ""),
             name=metadata.get("name", ""), phase=phase, outputs=status.get("outputs") or [],
             warnings=status.get("warnings"), timings=status.get("timings"),
-            reason=status.get("reason"), message=status.get("message"))
+            reason=status.get("reason"), message=status.get("message"), uid=metadata.get("uid", ""),
+            stems=list(spec.get("stems") or []), attempts=status.get("attempts"), job_name=status.get("jobName"))
         deliver_callback(settings, reporter, metadata.get("uid", ""), spec.get("callback"), phase, data)
     return c.ExitCode.PERMANENT_FAILURE if phase == c.Phase.FAILED else c.ExitCode.SUCCESS
 

@@ -210,7 +210,9 @@ class RequestRun:
         data = callback.callback_data(
             request_id=self.request_id, audio_file_id=spec.get("audioFileId"), namespace=self.namespace,
             name=self.name, phase=phase, outputs=outputs, seed=self.plan.seed if self.plan else None,
-            warnings=self.warnings, timings=timings, reason=reason, message=message)
+            warnings=self.warnings, timings=timings, reason=reason, message=message, uid=self.uid,
+            stems=list(spec.get("stems") or []), attempts=self.attempt,
+            job_name=(self.resource.get("status") or {}).get("jobName"))
         return deliver_callback(self.settings, self.reporter, self.uid, spec.get("callback"), phase, data)
 
 
