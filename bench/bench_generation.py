@@ -95,7 +95,8 @@ def run_child(args: argparse.Namespace, kind: str, stems: int) -> dict[str, Any]
                "--checkpoint", str(args.checkpoint)]
     if args.threads:
         command += ["--threads", str(args.threads)]
-    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    env = dict(os.environ, STEMGEN_FAST_DTYPE=args.fast_dtype) if args.fast_dtype else None
+    completed = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if completed.returncode != 0:
         raise SystemExit(f"{kind} x{stems} failed:\n{completed.stderr[-4000:]}")
     result = json.loads(completed.stdout.strip().splitlines()[-1])
@@ -140,6 +141,9 @@ def table(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> str:
          f"{fastn / fast1:.2f}x of stemgen 1; {plainn / fastn:.2f}x faster than plain {n}; "
          f"{sequential / fastn:.2f}x faster than sequential"),
     ]
+    fast_dtype = args.fast_dtype or "float16"
+    rows[3] = (f"stemgen ({fast_dtype}), 1 stem", *rows[3][1:])
+    rows[4] = (f"stemgen ({fast_dtype}), {n} stems batched", *rows[4][1:])
     lines = [f"| run ({args.duration:g} s of audio, preset {args.preset}) | generate s | peak RSS MB | ratio |",
              "|---|---:|---:|---|"]
     lines += [f"| {name} | {seconds:.1f} | {rss:.0f} | {ratio} |" for name, seconds, rss, ratio in rows]
@@ -158,6 +162,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stems", type=int, default=4)
     parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
     parser.add_argument("--cache", default=os.path.expanduser("~/.cache/stemgen/bench"))
+    parser.add_argument("--fast-dtype", default="", choices=("", "float16", "bfloat16", "float32"),
+                        help="matrix dtype of the stemgen rows (default: the runner's, float16)")
     parser.add_argument("--measure-sequential", action="store_true", help="also run N single-stem calls")
     parser.add_argument("--worker", choices=("plain", "stemgen"), help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", help=argparse.SUPPRESS)

@@ -40,6 +40,8 @@ ProgressCallback = Callable[[float], None]
 
 ENGINE_ENV = "STEMGEN_GENERATION_ENGINE"
 ENGINES = ("fast", "audiocraft")
+FAST_DTYPE_ENV = "STEMGEN_FAST_DTYPE"
+"""float16 (default) | bfloat16 | float32: the fast loop's matrix dtype (float32 = audiocraft's exact arithmetic)."""
 
 _fast_engines: weakref.WeakKeyDictionary[Any, FastMusicGen] = weakref.WeakKeyDictionary()
 
@@ -60,8 +62,13 @@ def fast_engine(model: MusicGen) -> FastMusicGen | None:
 
     engine = _fast_engines.get(model)
     if engine is None:
+        import torch
+
+        dtype_name = os.environ.get(FAST_DTYPE_ENV)
+        if dtype_name not in (None, "", "float16", "bfloat16", "float32"):
+            raise ValueError(f"{FAST_DTYPE_ENV} must be float16, bfloat16 or float32, not {dtype_name!r}")
         try:
-            engine = FastMusicGen(model)
+            engine = FastMusicGen(model, getattr(torch, dtype_name) if dtype_name else None)
         except FastPathUnsupported as error:
             log.warning("falling back to plain audiocraft generation: %s", error)
             return None
