@@ -11,7 +11,7 @@ in audiocraft's format, plus the fast copy that `stemgen-runner warmup` writes.
 
 Rows:
   plain 1 / plain N   audiocraft `MusicGen.generate` as shipped (float32 on CPU, global RNG), batched
-  stemgen 1 / N       the runner's `generate_stems` (fast loop, per-stem generators)
+  stemgen 1 / N       the runner's `generate_stems` (fast loop, per-stem generators; --fast-dtype)
   sequential N        N x plain 1, what the replaced worker did (estimated unless --measure-sequential)
   load                audiocraft's loader (`MusicGen.get_pretrained`) vs `fastpath.checkpoint.load_fast`
 Ratios are computed within this run; on a shared machine compare ratios, not seconds.
@@ -141,7 +141,7 @@ def table(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> str:
          f"{fastn / fast1:.2f}x of stemgen 1; {plainn / fastn:.2f}x faster than plain {n}; "
          f"{sequential / fastn:.2f}x faster than sequential"),
     ]
-    fast_dtype = args.fast_dtype or "float16"
+    fast_dtype = args.fast_dtype or "runner default"
     rows[3] = (f"stemgen ({fast_dtype}), 1 stem", *rows[3][1:])
     rows[4] = (f"stemgen ({fast_dtype}), {n} stems batched", *rows[4][1:])
     lines = [f"| run ({args.duration:g} s of audio, preset {args.preset}) | generate s | peak RSS MB | ratio |",
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
     parser.add_argument("--cache", default=os.path.expanduser("~/.cache/stemgen/bench"))
     parser.add_argument("--fast-dtype", default="", choices=("", "float16", "bfloat16", "float32"),
-                        help="matrix dtype of the stemgen rows (default: the runner's, float16)")
+                        help="matrix dtype of the stemgen rows (default: the runner's, float32 on CPU)")
     parser.add_argument("--measure-sequential", action="store_true", help="also run N single-stem calls")
     parser.add_argument("--worker", choices=("plain", "stemgen"), help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", help=argparse.SUPPRESS)

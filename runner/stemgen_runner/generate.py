@@ -3,8 +3,9 @@
 `generate_stems` is the single entry point the rest of the runner uses. Two engines sit behind it:
 
 * `fast` (default): `fastpath.FastMusicGen`, a lean decoding loop over audiocraft's own modules
-  and weights (preallocated KV cache, text keys/values projected once, float16 matrices,
-  one random generator per stem). See docs/benchmarks.md for what it buys.
+  and weights (preallocated KV cache, text keys/values projected once, float16 matrices on GPU,
+  float32 on CPU unless STEMGEN_FAST_DTYPE says otherwise, one random generator per stem).
+  See docs/benchmarks.md for what it buys.
 * `audiocraft`: plain `MusicGen.generate` with audiocraft's windowed extension, kept for
   comparison and as the fallback for models the fast loop does not support (melody, ...).
 
@@ -41,7 +42,7 @@ ProgressCallback = Callable[[float], None]
 ENGINE_ENV = "STEMGEN_GENERATION_ENGINE"
 ENGINES = ("fast", "audiocraft")
 FAST_DTYPE_ENV = "STEMGEN_FAST_DTYPE"
-"""float16 (default) | bfloat16 | float32: the fast loop's matrix dtype (float32 = audiocraft's exact arithmetic)."""
+"""float16 | bfloat16 | float32 (default: float16 on GPU, float32 on CPU; float32 = audiocraft's exact arithmetic)."""
 
 _fast_engines: weakref.WeakKeyDictionary[Any, FastMusicGen] = weakref.WeakKeyDictionary()
 

@@ -25,10 +25,13 @@ ProgressCallback = Callable[[float], None]
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
-    """float16 matrices everywhere: half the bytes per step, and exactly batch-invariant kernels on
-    CPU (see docs/benchmarks.md); MusicGen's own GPU inference runs its matmuls in float16 too."""
-    del device
-    return torch.float16
+    """float16 matrices on GPUs (what audiocraft's own GPU inference computes in). On CPUs float32:
+    measured on an AVX2-only EPYC (docs/benchmarks.md), float16 GEMM is 1.5x faster than MKL's
+    float32 for one stem (2 rows) but 1.7x slower for four (8 rows), since CPUs without
+    avx512_fp16/AMX convert in software; float32 is never slower than plain audiocraft and is its
+    exact arithmetic. Set STEMGEN_FAST_DTYPE=float16 for single-stem speed and bitwise batch
+    invariance (see test_fastpath_reproducibility)."""
+    return torch.float16 if device.type == "cuda" else torch.float32
 
 
 def windows(duration_s: float, max_duration_s: float, extend_stride_s: float, frame_rate: float) -> list[int]:
