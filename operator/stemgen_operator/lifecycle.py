@@ -278,6 +278,20 @@ class Lifecycle:
         self._sending.add(uid)
         logger = _logger(body)
         cluster = self.context.cluster
+        if record:
+            # The body may be a stale watch event or cache entry from before our last delivery was
+            # recorded: only the live object says whether the callback is still owed.
+            ref = r.ref(body)
+            try:
+                live = await self.context.io(cluster.get_request, ref.namespace, ref.name)
+            except Exception as error:
+                logger.warning("could not re-read before sending the callback: %s", error)
+                self._sending.discard(uid)
+                return
+            if live is None or r.ref(live).uid != uid or not callbacks.owes_callback(live):
+                self._sending.discard(uid)
+                return
+            body = live
 
         def write(callback_status: dict[str, Any]) -> None:
             if not record:
