@@ -115,6 +115,9 @@ def generate_stems(model: MusicGen, descriptions: Sequence[str], seeds: Sequence
     engine = engine or os.environ.get(ENGINE_ENV, "fast")
     if engine not in ENGINES:
         raise ValueError(f"{ENGINE_ENV} must be one of {', '.join(ENGINES)}, not {engine!r}")
+    from .fastpath.threads import configure_threads
+
+    configure_threads()  # a pod sees the node's CPUs; more threads than its quota stall (threads.py)
     try:
         fast = fast_engine(model) if engine == "fast" else None
         if fast is not None:
