@@ -63,7 +63,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
 
     started = time.perf_counter()
     if args.worker == "plain":
-        model.set_generation_params(duration=args.duration, top_k=250, cfg_coef=3.0)
+        # top-k 250 as the runner's default, clamped like the runner does for the tiny preset's 64 tokens
+        model.set_generation_params(duration=args.duration, top_k=min(250, int(model.lm.card)), cfg_coef=3.0)
         torch.manual_seed(1234)
         with torch.inference_mode():
             audio = model.generate(descriptions, progress=False)
