@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from stemgen_api import contract as c
 
-from . import jobs
+from . import follow, jobs
 from . import resource as r
 from .settings import OperatorSettings
 
@@ -74,7 +74,12 @@ def candidates(resources: Iterable[r.Body], job_list: Iterable[r.Body], settings
     result = []
     for body in resources:
         current = r.phase(body)
-        if current.terminal or r.being_deleted(body):
+        if r.being_deleted(body):
+            continue
+        if current.terminal:
+            lingering = _lingering_job(body, existing, settings)
+            if lingering is not None:
+                result.append(lingering)
             continue
         if r.cancel_requested(body):
             continue  # the cancel path owns it now; its slot is released right away
@@ -96,6 +101,30 @@ def candidates(resources: Iterable[r.Body], job_list: Iterable[r.Body], settings
             kueue_queue=kueue_queue(body, settings), position=status.get("queuePosition"),
             accepted=current is not c.Phase.PENDING))
     return result
+
+
+def _lingering_job(body: r.Body, existing: Mapping[tuple[str, str], Mapping],
+                   settings: OperatorSettings) -> Candidate | None:
+    """A finished request whose runner is still at work (sending its callback) keeps its slot.
+
+    The runner writes Succeeded before it sends the callback, which may take minutes of retries;
+    until its Job finishes the pod still holds the node (and the GPU), so the next request must wait.
+    A cancelled request's Job is being deleted: its slot is released at once.
+    """
+    if r.phase(body) is c.Phase.CANCELLED:
+        return None
+    ref = r.ref(body)
+    name = jobs.job_name(ref.name, ref.uid)
+    job = existing.get((ref.namespace, name))
+    if job is None or not jobs.owned_by(job, body) or (job.get("metadata") or {}).get("deletionTimestamp"):
+        return None
+    if follow.job_state(job) in (follow.JobState.SUCCEEDED, follow.JobState.FAILED):
+        return None
+    pool_value = r.status(body).get("pool")
+    if pool_value not in {p.value for p in c.Pool} or kueue_queue(body, settings) is not None:
+        return None
+    return Candidate(ref=ref, pool=c.Pool(pool_value), priority=r.priority(body), queued_at=r.queued_at(body),
+                     job_name=name, has_job=True, recorded_admitted=True)
 
 
 @dataclass

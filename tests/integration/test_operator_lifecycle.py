@@ -86,6 +86,21 @@ class Cluster:
                                   "completionTime": moment, "conditions": [
                                       {"type": "Succeeded", "status": "True", "reason": "Generated",
                                        "message": "done", "lastTransitionTime": moment}]})
+        # ...then its process exits 0, and only then does the Job (and its slot) finish.
+        job = self.job_for(name)
+        if job is not None:
+            self.pod_exited_ok(self.wait_pod(job.metadata.name))
+
+    def pod_exited_ok(self, pod: client.V1Pod) -> None:
+        moment = now()
+        self.core.patch_namespaced_pod_status(pod.metadata.name, self.namespace, {"status": {
+            "phase": "Succeeded", "startTime": moment,
+            "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": moment}],
+            "containerStatuses": [{"name": "runner", "image": "runner", "imageID": "", "ready": False,
+                                   "restartCount": 0, "started": False, "state": {"terminated": {
+                                       "exitCode": 0, "reason": "Completed", "startedAt": moment,
+                                       "finishedAt": moment}}}],
+        }})
 
     def jobs(self) -> list[client.V1Job]:
         return self.batch.list_namespaced_job(self.namespace).items

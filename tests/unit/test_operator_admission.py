@@ -86,6 +86,33 @@ def test_finished_cancelled_refused_and_deleting_requests_hold_nothing():
     assert names(plan.admit) == ["w"]
 
 
+def test_a_succeeded_request_keeps_its_slot_until_its_job_finishes():
+    """The runner writes Succeeded, then sends its callback: its pod still holds the GPU meanwhile."""
+    done = admitted("done", 0)
+    done["status"]["phase"] = "Succeeded"
+    job = job_for(done)
+    job["status"] = {"active": 1}
+    waiting = [queued("w1", 5), queued("w2", 6)]
+    limits = settings(gpu=1).limits()
+    plan = admission.plan(admission.candidates([done, *waiting], [job], settings(gpu=1)), limits)
+    assert plan.admit == [] and plan.adopt == []
+    assert names(plan.waiting[c.Pool.GPU]) == ["w1", "w2"]
+
+    job["status"] = {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}
+    plan = admission.plan(admission.candidates([done, *waiting], [job], settings(gpu=1)), limits)
+    assert names(plan.admit) == ["w1"]
+
+
+def test_a_cancelled_request_releases_its_slot_while_its_job_is_deleted():
+    cancelled = admitted("cancelled", 0)
+    cancelled["status"]["phase"] = "Cancelled"
+    job = job_for(cancelled)
+    job["status"] = {"active": 1}
+    plan = admission.plan(admission.candidates([cancelled, queued("w", 5)], [job], settings(gpu=1)),
+                          settings(gpu=1).limits())
+    assert names(plan.admit) == ["w"]
+
+
 def test_pending_requests_join_the_queue_in_creation_order():
     early = request_body(name="early", uid="e", created="2026-03-01T11:00:00Z")
     late = request_body(name="late", uid="l", created="2026-03-01T13:00:00Z")
