@@ -30,7 +30,7 @@ def model_report(settings: RunnerSettings, name: str, device: str, load: bool) -
         report["location"] = source.location
         report["cached"] = source.local or hub_checkpoint_cached(source.location)
         if load and report["cached"]:
-            report.update(model_summary(load_model(source, device, settings.cpu_threads)))
+            report.update(model_summary(load_model(source, device, settings.cpu_threads, settings.model_cache)))
             report["loadable"] = True
     except Exception as error:
         report["loadable"] = False

@@ -138,7 +138,7 @@ class RequestRun:
         # Fail fast on a blob store that is down before spending minutes of GPU time.
         store.ensure_container(output["container"])
         with self.stopwatch.measure("modelLoadSeconds"):
-            model = load_model(source, device, self.settings.cpu_threads)
+            model = load_model(source, device, self.settings.cpu_threads, self.settings.model_cache)
         self.warnings = warnings_for(plan, float(model.max_duration))
         self.reporter.patch({"warnings": self.warnings,
                              "progress": progress(c.ProgressStage.GENERATING, PERCENT_GENERATING)})

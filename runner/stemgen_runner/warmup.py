@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any
 
-from .model import configure_hub, load_model, model_summary, resolve_model
+from .model import configure_hub, load_model, model_summary, resolve_model, write_fast_copy
 from .settings import RunnerSettings
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,13 @@ def warmup(settings: RunnerSettings, model: str) -> tuple[dict[str, Any], bool]:
         report.update(model_summary(loaded))
         report["loadSeconds"] = round(time.monotonic() - started, 2)
         report["location"] = source.location
+        del loaded
+        fast = write_fast_copy(source, settings.model_cache)
+        if fast is not None:
+            started = time.monotonic()
+            load_model(source, settings.device or "cpu", settings.cpu_threads, settings.model_cache)
+            report["fastCopy"] = str(fast)
+            report["fastLoadSeconds"] = round(time.monotonic() - started, 2)
     except Exception as error:
         log.exception("warmup failed")
         report["error"] = str(error)

@@ -45,3 +45,31 @@ def test_check_is_not_ready_without_the_model(azurite, tiny_model_cache) -> None
     report = check(settings, "stemgen/absent", load=False)
     assert report["ready"] is False and report["model"]["cached"] is False
     assert report["storage"]["reachable"] is True
+
+
+def test_warmup_writes_a_fast_copy_that_loads_the_same_model(tmp_path, caplog) -> None:
+    import logging
+
+    import torch
+
+    from stemgen_dev.tiny_model import ensure_checkpoint
+    from stemgen_runner.fastpath.checkpoint import has_fast
+    from stemgen_runner.model import load_model, resolve_model
+
+    ensure_checkpoint(tmp_path / "cache" / "fresh-tiny")
+    settings = RunnerSettings(model_cache=str(tmp_path / "cache"), cpu_threads=1)
+    source = resolve_model("fresh-tiny", settings.model_cache)
+    original = load_model(source, "cpu", 1)  # no fast copy yet: audiocraft's loader
+    assert not has_fast(source.location)
+
+    report, ok = warmup(settings, "fresh-tiny")
+    assert ok, report
+    assert has_fast(source.location) and report["fastCopy"].startswith(source.location)
+    with caplog.at_level(logging.INFO, logger="stemgen_runner.model"):
+        fast = load_model(source, "cpu", 1, settings.model_cache)
+    assert "from its fast copy" in caplog.text
+    for ours, theirs in ((fast.lm, original.lm), (fast.compression_model, original.compression_model)):
+        ours_state, theirs_state = ours.state_dict(), theirs.state_dict()
+        assert ours_state.keys() == theirs_state.keys()
+        assert all(torch.equal(ours_state[key], theirs_state[key]) for key in ours_state)
+    assert (fast.sample_rate, fast.max_duration) == (original.sample_rate, original.max_duration)
