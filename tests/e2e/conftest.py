@@ -33,7 +33,9 @@ def volume_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("volumes")
 
 
-@pytest.fixture(scope="session")
+# Package scope: the fake nodes (and the agent running whatever lands on them) must be gone
+# before other test packages run, which expect a cluster with no kubelet.
+@pytest.fixture(scope="package")
 def node_agent(control_plane, volume_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeAgent]:
     """Two GPU nodes (two GPUs each: more than the operator's GPU limit, so the limit is what the
     concurrency test measures, not the scheduler) and one CPU node, run by an in-process agent."""

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 
 from kubernetes import client
@@ -45,6 +46,8 @@ def wait_for(check, what: str, timeout: float = 60.0):
 
 def test_console_script_serves_health_and_metrics_and_creates_jobs(control_plane, api_client, namespace,
                                                                     tmp_path: Path):
+    # The runner's ServiceAccount (the chart makes it): without it the Job controller creates no pod.
+    client.CoreV1Api(api_client).create_namespaced_service_account(namespace, {"metadata": {"name": "stemgen-runner"}})
     health, metrics = free_port(), free_port()
     env = {**os.environ,
            "STEMGEN_OPERATOR_KUBECONFIG": control_plane.kubeconfig,
@@ -86,6 +89,17 @@ def test_console_script_serves_health_and_metrics_and_creates_jobs(control_plane
         # Status written by the runner, then the slot frees and the next request gets its Job.
         custom.patch_namespaced_custom_object_status(c.GROUP, c.VERSION, namespace, c.PLURAL, "first",
                                                      {"status": {"phase": "Succeeded"}})
+        # ...and its pod exits 0 (we play the kubelet): only a finished Job frees the slot.
+        core = client.CoreV1Api(api_client)
+        first_job = jobs[0].metadata.name
+        pod = wait_for(lambda: core.list_namespaced_pod(namespace, label_selector=f"job-name={first_job}").items,
+                       "the first Job's pod")[0]
+        moment = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+        core.patch_namespaced_pod_status(pod.metadata.name, namespace, {"status": {
+            "phase": "Succeeded", "containerStatuses": [{
+                "name": pod.spec.containers[0].name, "image": "runner", "imageID": "", "ready": False,
+                "restartCount": 0, "state": {"terminated": {"exitCode": 0, "reason": "Completed",
+                                                            "startedAt": moment, "finishedAt": moment}}}]}})
         wait_for(lambda: len(batch.list_namespaced_job(namespace).items) == 2, "second's Job")
         wait_for(lambda: {cond["type"]: cond["status"] for cond in custom.get_namespaced_custom_object(
             c.GROUP, c.VERSION, namespace, c.PLURAL, "first")["status"].get("conditions", [])}.get("Succeeded")
