@@ -16,19 +16,13 @@ from kubernetes.client.rest import ApiException
 
 from stemgen_api import contract as c
 from stemgen_dev.stack import pool_settings, request_manifest
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+    return eventually(check, what, timeout, interval)
 
 
 def runner_pods(stack, name: str) -> list[client.V1Pod]:

@@ -19,6 +19,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from stemgen_dev.agent.nodes import GPU_RESOURCE, NODE_LEASE_NAMESPACE
+from tests.waiting import eventually
 
 from .conftest import CPU_SELECTOR, GPU_SELECTOR, GPU_TOLERATION
 
@@ -26,14 +27,7 @@ PYTHON = os.path.basename(sys.executable)
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.3) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+    return eventually(check, what, timeout, interval)
 
 
 def job_condition(batch: client.BatchV1Api, namespace: str, name: str) -> str | None:

@@ -23,6 +23,7 @@ from stemgen_api import contract as c
 from stemgen_operator import jobs
 from stemgen_operator.settings import OperatorSettings, PoolSettings, Resources
 from stemgen_operator.testing import OperatorThread, request_manifest
+from tests.waiting import eventually
 
 GPU_POOL = PoolSettings(limit=2, node_selector={"agentpool": "gpu"},
                         tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
@@ -37,14 +38,7 @@ def now() -> str:
 
 
 def wait_until(check: Callable[[], Any], what: str, timeout: float = WAIT, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    return eventually(check, what, timeout, interval)
 
 
 class Cluster:
