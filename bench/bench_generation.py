@@ -11,7 +11,8 @@ in audiocraft's format, plus the fast copy that `stemgen-runner warmup` writes.
 
 Rows:
   plain 1 / plain N   audiocraft `MusicGen.generate` as shipped (float32 on CPU, global RNG), batched
-  stemgen 1 / N       the runner's `generate_stems` (fast loop, per-stem generators; --fast-dtype)
+  stemgen 1 / N       the runner's `generate_stems` (fast loop, per-stem generators), once per
+                      matrix format in --matrices (default: the runner's default)
   sequential N        N x plain 1, what the replaced worker did (estimated unless --measure-sequential)
   load                audiocraft's loader (`MusicGen.get_pretrained`) vs `fastpath.checkpoint.load_fast`
 Ratios are computed within this run; on a shared machine compare ratios, not seconds.
@@ -91,18 +92,18 @@ def ensure_checkpoint(directory: Path, preset: str) -> None:
         save_fast(directory / "state_dict.bin", directory / "compression_state_dict.bin", directory)
 
 
-def run_child(args: argparse.Namespace, kind: str, stems: int) -> dict[str, Any]:
+def run_child(args: argparse.Namespace, kind: str, stems: int, matrices: str = "") -> dict[str, Any]:
     command = [sys.executable, __file__, "--worker", kind, "--stems", str(stems), "--duration", str(args.duration),
                "--checkpoint", str(args.checkpoint)]
     if args.threads:
         command += ["--threads", str(args.threads)]
-    env = dict(os.environ, STEMGEN_FAST_DTYPE=args.fast_dtype) if args.fast_dtype else None
+    env = dict(os.environ, STEMGEN_MATRIX_FORMAT=matrices) if matrices else None
     completed = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if completed.returncode != 0:
         raise SystemExit(f"{kind} x{stems} failed:\n{completed.stderr[-4000:]}")
     result = json.loads(completed.stdout.strip().splitlines()[-1])
-    print(f"  {kind:8s} {stems} stem(s): generate {result['generate_s']:7.2f} s, load {result['load_s']:6.2f} s, "
-          f"peak RSS {result['peak_rss_mb']:7.0f} MB", file=sys.stderr, flush=True)
+    print(f"  {kind:8s} {matrices:8s} {stems} stem(s): generate {result['generate_s']:7.2f} s, "
+          f"load {result['load_s']:6.2f} s, peak RSS {result['peak_rss_mb']:7.0f} MB", file=sys.stderr, flush=True)
     return result
 
 
@@ -128,7 +129,6 @@ def machine(threads: int) -> dict[str, str]:
 def table(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> str:
     n = args.stems
     plain1, plainn = results["plain1"]["generate_s"], results[f"plain{n}"]["generate_s"]
-    fast1, fastn = results["stemgen1"]["generate_s"], results[f"stemgen{n}"]["generate_s"]
     sequential = results.get("sequential", {}).get("generate_s", n * plain1)
     seq_note = "measured" if "sequential" in results else f"estimated {n} x plain 1"
     rows = [
@@ -137,14 +137,17 @@ def table(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> str:
          f"{plainn / plain1:.2f}x of plain 1"),
         (f"sequential, {n} stems ({seq_note})", sequential, results["plain1"]["peak_rss_mb"],
          f"{sequential / plain1:.2f}x of plain 1"),
-        ("stemgen, 1 stem", fast1, results["stemgen1"]["peak_rss_mb"], f"{plain1 / fast1:.2f}x faster than plain 1"),
-        (f"stemgen, {n} stems batched", fastn, results[f"stemgen{n}"]["peak_rss_mb"],
-         f"{fastn / fast1:.2f}x of stemgen 1; {plainn / fastn:.2f}x faster than plain {n}; "
-         f"{sequential / fastn:.2f}x faster than sequential"),
     ]
-    fast_dtype = args.fast_dtype or "runner default"
-    rows[3] = (f"stemgen ({fast_dtype}), 1 stem", *rows[3][1:])
-    rows[4] = (f"stemgen ({fast_dtype}), {n} stems batched", *rows[4][1:])
+    for matrices in args.matrices:
+        label = matrices or "runner default"
+        one, many = results[f"stemgen1{matrices}"], results[f"stemgen{n}{matrices}"]
+        fast1, fastn = one["generate_s"], many["generate_s"]
+        rows += [
+            (f"stemgen ({label}), 1 stem", fast1, one["peak_rss_mb"], f"**{plain1 / fast1:.2f}x faster** than plain 1"),
+            (f"stemgen ({label}), {n} stems batched", fastn, many["peak_rss_mb"],
+             f"{fastn / fast1:.2f}x of stemgen 1; **{plainn / fastn:.2f}x faster** than plain {n}; "
+             f"{sequential / fastn:.2f}x faster than sequential"),
+        ]
     lines = [f"| run ({args.duration:g} s of audio, preset {args.preset}) | generate s | peak RSS MB | ratio |",
              "|---|---:|---:|---|"]
     lines += [f"| {name} | {seconds:.1f} | {rss:.0f} | {ratio} |" for name, seconds, rss, ratio in rows]
@@ -156,6 +159,26 @@ def table(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def drift_table(args: argparse.Namespace) -> str:
+    """Teacher-forced logit drift of each lossy format against float32, on this checkpoint."""
+    import torch
+
+    from stemgen_runner.fastpath.checkpoint import load_fast
+    from stemgen_runner.fastpath.precision import logit_drift
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    lm = load_fast(args.checkpoint, device="cpu").lm
+    shape = (2, lm.num_codebooks, args.drift_steps)
+    codes = torch.randint(0, lm.card, shape, generator=torch.Generator().manual_seed(0))
+    lines = [f"| matrices ({args.drift_steps} teacher-forced steps, 2 stems) | RMS(dlogit)/RMS(logit) | max abs dlogit "
+             "| top-1 agreement |", "|---|---:|---:|---:|"]
+    for matrices in ("float16", "bfloat16", "int8"):
+        drift = logit_drift(lm, ["solo drums, lofi", "solo bass, lofi"], codes, matrices)
+        lines.append(f"| {matrices} | {drift.rms_relative:.1e} | {drift.max_abs:.3f} | {drift.top1_agreement:.1%} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="small", choices=("small", "tiny"))
@@ -163,8 +186,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stems", type=int, default=4)
     parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
     parser.add_argument("--cache", default=os.path.expanduser("~/.cache/stemgen/bench"))
-    parser.add_argument("--fast-dtype", default="", choices=("", "float16", "bfloat16", "float32"),
-                        help="matrix dtype of the stemgen rows (default: the runner's, float32 on CPU)")
+    parser.add_argument("--matrices", default="", type=lambda text: text.split(","),
+                        help="comma-separated matrix formats for the stemgen rows, e.g. float32,float16,int8 "
+                             "(default: the runner's default only)")
+    parser.add_argument("--drift-steps", type=int, default=0,
+                        help="also print each lossy format's teacher-forced logit drift over this many steps")
     parser.add_argument("--measure-sequential", action="store_true", help="also run N single-stem calls")
     parser.add_argument("--worker", choices=("plain", "stemgen"), help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
@@ -179,8 +205,9 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, dict[str, Any]] = {}
     # Interleaved so that a burst of load from elsewhere hits both sides alike.
     for stems in (1, args.stems):
-        for kind in ("plain", "stemgen"):
-            results[f"{kind}{stems}"] = run_child(args, kind, stems)
+        results[f"plain{stems}"] = run_child(args, "plain", stems)
+        for matrices in args.matrices:
+            results[f"stemgen{stems}{matrices}"] = run_child(args, "stemgen", stems, matrices)
     if args.measure_sequential:
         total = {"generate_s": 0.0}
         for _ in range(args.stems):
@@ -191,6 +218,9 @@ def main(argv: list[str] | None = None) -> None:
     print("\n".join(f"- {key}: {value}" for key, value in info.items()))
     print()
     print(table(args, results))
+    if args.drift_steps:
+        print()
+        print(drift_table(args))
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 `generate_stems` is the single entry point the rest of the runner uses. Two engines sit behind it:
 
 * `fast` (default): `fastpath.FastMusicGen`, a lean decoding loop over audiocraft's own modules
-  and weights (preallocated KV cache, text keys/values projected once, float16 matrices on GPU,
-  float32 on CPU unless STEMGEN_FAST_DTYPE says otherwise, one random generator per stem).
+  and weights (preallocated KV cache, text keys/values projected once, float16 matrices
+  unless STEMGEN_MATRIX_FORMAT says otherwise, one random generator per stem).
   See docs/benchmarks.md for what it buys.
 * `audiocraft`: plain `MusicGen.generate` with audiocraft's windowed extension, kept for
   comparison and as the fallback for models the fast loop does not support (melody, ...).
@@ -41,8 +41,8 @@ ProgressCallback = Callable[[float], None]
 
 ENGINE_ENV = "STEMGEN_GENERATION_ENGINE"
 ENGINES = ("fast", "audiocraft")
-FAST_DTYPE_ENV = "STEMGEN_FAST_DTYPE"
-"""float16 | bfloat16 | float32 (default: float16 on GPU, float32 on CPU; float32 = audiocraft's exact arithmetic)."""
+MATRIX_FORMAT_ENV = "STEMGEN_MATRIX_FORMAT"
+"""float16 (default) | float32 (audiocraft's exact arithmetic) | int8 (CPU) | bfloat16: fastpath/weights.py."""
 
 _fast_engines: weakref.WeakKeyDictionary[Any, FastMusicGen] = weakref.WeakKeyDictionary()
 
@@ -56,20 +56,20 @@ def _sampling(model: MusicGen, params: SamplingParams) -> Any:
 
 
 def fast_engine(model: MusicGen) -> FastMusicGen | None:
-    """The fast engine for this model (built once: it holds float16 copies of the matrices),
+    """The fast engine for this model (built once: it holds its own copies of the matrices),
     or None when the model uses something the fast loop does not implement."""
     from .fastpath.engine import FastMusicGen
     from .fastpath.support import FastPathUnsupported
 
     engine = _fast_engines.get(model)
     if engine is None:
-        import torch
+        from .fastpath.weights import MATRIX_FORMATS
 
-        dtype_name = os.environ.get(FAST_DTYPE_ENV)
-        if dtype_name not in (None, "", "float16", "bfloat16", "float32"):
-            raise ValueError(f"{FAST_DTYPE_ENV} must be float16, bfloat16 or float32, not {dtype_name!r}")
+        matrices = os.environ.get(MATRIX_FORMAT_ENV) or None
+        if matrices is not None and matrices not in MATRIX_FORMATS:
+            raise ValueError(f"{MATRIX_FORMAT_ENV} must be one of {', '.join(MATRIX_FORMATS)}, not {matrices!r}")
         try:
-            engine = FastMusicGen(model, getattr(torch, dtype_name) if dtype_name else None)
+            engine = FastMusicGen(model, matrices)
         except FastPathUnsupported as error:
             log.warning("falling back to plain audiocraft generation: %s", error)
             return None

@@ -59,7 +59,7 @@ def tiny_short_window(tmp_path_factory):
 ], ids=["top-k", "top-p", "plain-multinomial", "greedy"])
 def test_float32_tokens_equal_audiocraft_for_one_stem(tiny, sampling):
     expected = reference_codes(tiny, ["deep bass, 90 bpm"], [11], sampling, duration_s=1.0)
-    got = FastMusicGen(tiny, dtype=torch.float32).generate_codes(["deep bass, 90 bpm"], [11], sampling, 1.0)
+    got = FastMusicGen(tiny, matrices="float32").generate_codes(["deep bass, 90 bpm"], [11], sampling, 1.0)
     assert got.shape == expected.shape == (1, 4, 50)
     assert torch.equal(got, expected)
 
@@ -71,7 +71,7 @@ def test_float32_tokens_equal_audiocraft_for_a_batch(tiny):
     test_fastpath_reproducibility for the float16 path where that cannot happen.)"""
     descriptions, seeds = ["drums", "bass", "piano"], [1, 2, 3]
     expected = reference_codes(tiny, descriptions, seeds, Sampling(top_k=50), duration_s=1.0)
-    got = FastMusicGen(tiny, dtype=torch.float32).generate_codes(descriptions, seeds, Sampling(top_k=50), 1.0)
+    got = FastMusicGen(tiny, matrices="float32").generate_codes(descriptions, seeds, Sampling(top_k=50), 1.0)
     assert torch.equal(got, expected)
 
 
@@ -79,7 +79,7 @@ def test_float32_tokens_equal_audiocraft_across_extension_windows(tiny_short_win
     model = tiny_short_window
     assert windows(2.5, 1.0, 0.6, model.frame_rate) == [50, 50, 50, 35]
     expected = reference_codes(model, ["strings"], [5], Sampling(top_k=50), duration_s=2.5, extend_stride_s=0.6)
-    got = FastMusicGen(model, dtype=torch.float32).generate_codes(["strings"], [5], Sampling(top_k=50), 2.5,
+    got = FastMusicGen(model, matrices="float32").generate_codes(["strings"], [5], Sampling(top_k=50), 2.5,
                                                                   extend_stride_s=0.6)
     assert got.shape == expected.shape == (1, 4, 125)
     assert torch.equal(got, expected)

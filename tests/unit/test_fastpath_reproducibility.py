@@ -78,7 +78,7 @@ def tiny_word_level(tmp_path_factory):
 
 def _stem_codes(model, stems, seed=42, descriptions=None):
     descriptions = descriptions or {stem: f"{stem}, lofi, 90 bpm" for stem in stems}
-    return FastMusicGen(model, torch.float16).generate_codes([descriptions[stem] for stem in stems],
+    return FastMusicGen(model, "float16").generate_codes([descriptions[stem] for stem in stems],
                                               [stem_seed(seed, stem) for stem in stems], SAMPLING, 1.0)
 
 

@@ -1,4 +1,5 @@
-"""Pure pieces of the fast path: KV cache bounds, extension windows, thread count from cgroups."""
+"""Pure pieces of the fast path: KV cache bounds, extension windows, thread count from cgroups,
+matrix formats."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ torch = pytest.importorskip("torch")
 from stemgen_runner.fastpath.engine import windows  # noqa: E402
 from stemgen_runner.fastpath.kv_cache import KVCache  # noqa: E402
 from stemgen_runner.fastpath.threads import THREADS_ENV, cgroup_cpu_limit, recommended_threads  # noqa: E402
+from stemgen_runner.fastpath.weights import MATRIX_FORMATS, matrix_format  # noqa: E402
 
 
 def test_kv_cache_returns_the_filled_prefix_and_refuses_overflow():
@@ -56,3 +58,28 @@ def test_threads_follow_the_quota_unless_overridden(monkeypatch):
     assert recommended_threads(visible_cpus=4, limit=0.2) == 1
     monkeypatch.setenv(THREADS_ENV, "3")
     assert recommended_threads(visible_cpus=16, limit=1.0) == 3
+
+
+def test_matrix_formats_multiply_like_float32_within_their_precision():
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(64, 32, generator=generator) * 0.1
+    bias = torch.randn(64, generator=generator)
+    x = torch.randn(3, 5, 32, generator=generator)
+    exact = torch.nn.functional.linear(x, weight, bias)
+    bounds = {"float32": 0.0, "float16": 1e-3, "bfloat16": 1e-2, "int8": 5e-2}
+    assert set(bounds) == set(MATRIX_FORMATS)
+    for name, bound in bounds.items():
+        fmt = matrix_format(name, torch.device("cpu"))
+        linear = fmt.make(weight, bias)
+        y = linear(x)
+        assert y.shape == exact.shape and y.dtype == fmt.compute_dtype, name
+        relative = float((y.float() - exact).norm() / exact.norm())
+        assert relative <= bound, (name, relative)
+    assert matrix_format("int8", torch.device("cpu")).make(weight, bias).nbytes < weight.numel() * 2
+
+
+def test_unknown_or_unsupported_matrix_format_is_refused():
+    with pytest.raises(ValueError, match="float16, bfloat16, int8"):
+        matrix_format("float8", torch.device("cpu"))
+    with pytest.raises(ValueError, match="CPU-only"):
+        matrix_format("int8", torch.device("meta"))

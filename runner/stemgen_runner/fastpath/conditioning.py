@@ -20,7 +20,6 @@ from typing import Any
 
 import torch
 from einops import rearrange
-from torch.nn import functional as F
 
 from .weights import ModelWeights
 
@@ -56,10 +55,8 @@ def _project(weights: ModelWeights, cross: torch.Tensor) -> tuple[list[torch.Ten
     keys, values = [], []
     for layer in weights.layers:
         module = layer.module.cross_attention
-        _, (key_weight, key_bias), (value_weight, value_bias) = layer.cross_attention.split()
-        source = cross.to(weights.dtype)
-        key = F.linear(source, key_weight, key_bias)
-        value = F.linear(source, value_weight, value_bias)
+        key = layer.cross_attention.key(cross)
+        value = layer.cross_attention.value(cross)
         if module.qk_layer_norm:
             key = module.k_layer_norm(key.to(cross.dtype)).to(weights.dtype)
         keys.append(rearrange(key, "b t (h d) -> b h t d", h=module.num_heads))

@@ -4,7 +4,7 @@ Per step and layer this does what `StreamingTransformerLayer` does for MusicGen 
 self-attention, cross-attention, feed-forward), with three differences that change speed and
 nothing else: keys/values go into a preallocated cache (kv_cache.py), the text's cross-
 attention keys/values are projected once per request (conditioning.py), and the big matrices
-may be half precision (weights.py). The op sequence in float32 is audiocraft's own, so the
+may be in a smaller format (weights.py). The op sequence in float32 is audiocraft's own, so the
 equivalence test can demand identical tokens.
 """
 
@@ -49,21 +49,18 @@ class Decoder:
 
     def _self_attention(self, index: int, x: torch.Tensor) -> torch.Tensor:
         attention = self.weights.layers[index].self_attention
-        projected = F.linear(x.to(self.weights.dtype), attention.in_weight, attention.in_bias)
-        packed = rearrange(projected, "b t (p h d) -> b h p t d", p=3, h=self.heads)
+        packed = rearrange(attention.in_proj(x), "b t (p h d) -> b h p t d", p=3, h=self.heads)
         query, key, value = torch.unbind(packed, dim=2)
         keys, values = self.cache.append(index, key, value)
         # audiocraft passes is_causal only when several positions arrive at once (the first
         # call with a prompt); a single new position attends to the whole past.
         out = F.scaled_dot_product_attention(query, keys, values, is_causal=query.shape[2] > 1)
-        out = rearrange(out, "b h t d -> b t (h d)")
-        return F.linear(out, attention.out_weight, attention.out_bias).to(x.dtype)
+        return attention.out(rearrange(out, "b h t d -> b t (h d)")).to(x.dtype)
 
     def _cross_attention(self, index: int, x: torch.Tensor) -> torch.Tensor:
         layer = self.weights.layers[index]
         module = layer.module.cross_attention
-        (query_weight, query_bias), _, _ = layer.cross_attention.split()
-        query = F.linear(x.to(self.weights.dtype), query_weight, query_bias)
+        query = layer.cross_attention.query(x)
         if module.qk_layer_norm:
             query = module.q_layer_norm(query.to(x.dtype)).to(self.weights.dtype)
         query = rearrange(query, "b t (h d) -> b h t d", h=self.heads)
@@ -74,13 +71,11 @@ class Decoder:
             for group in self.groups:
                 out[group.rows] = F.scaled_dot_product_attention(
                     query[group.rows], group.keys[index], group.values[index])
-        out = rearrange(out, "b h t d -> b t (h d)")
-        return F.linear(out, layer.cross_attention.out_weight, layer.cross_attention.out_bias).to(x.dtype)
+        return layer.cross_attention.out(rearrange(out, "b h t d -> b t (h d)")).to(x.dtype)
 
     def _feed_forward(self, index: int, x: torch.Tensor) -> torch.Tensor:
         layer = self.weights.layers[index]
-        hidden = F.linear(x.to(self.weights.dtype), layer.ff1_weight, layer.ff1_bias)
-        return F.linear(layer.activation(hidden), layer.ff2_weight, layer.ff2_bias).to(x.dtype)
+        return layer.ff2(layer.activation(layer.ff1(x))).to(x.dtype)
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         """[stems, K, S] new tokens -> [2*stems, K, card] float32 logits for the last position."""
@@ -93,7 +88,5 @@ class Decoder:
         self.cache.advance(tokens.shape[-1])
         if self.lm.out_norm is not None:
             x = self.lm.out_norm(x)
-        x = x.to(self.weights.dtype)
-        logits = torch.stack([F.linear(x, weight, bias) for weight, bias
-                              in zip(self.weights.head_weights, self.weights.head_biases, strict=True)], dim=1)
+        logits = torch.stack([head(x) for head in self.weights.heads], dim=1)
         return logits[:, :, -1].float()

@@ -24,14 +24,13 @@ ProgressCallback = Callable[[float], None]
 """Fraction (0..1) of the requested audio frames generated so far."""
 
 
-def default_dtype(device: torch.device) -> torch.dtype:
-    """float16 matrices on GPUs (what audiocraft's own GPU inference computes in). On CPUs float32:
-    measured on an AVX2-only EPYC (docs/benchmarks.md), float16 GEMM is 1.5x faster than MKL's
-    float32 for one stem (2 rows) but 1.7x slower for four (8 rows), since CPUs without
-    avx512_fp16/AMX convert in software; float32 is never slower than plain audiocraft and is its
-    exact arithmetic. Set STEMGEN_FAST_DTYPE=float16 for single-stem speed and bitwise batch
-    invariance (see test_fastpath_reproducibility)."""
-    return torch.float16 if device.type == "cuda" else torch.float32
+def default_matrix_format(device: torch.device) -> str:
+    """float16 matrices everywhere. On GPUs that is what audiocraft's own GPU inference computes
+    in; on CPUs it is fbgemm's packed float16 GEMM with float32 activations (weights.py), measured
+    faster than MKL float32 for 1 and 4 stems (docs/benchmarks.md) with logits within the tolerance
+    test_fastpath_precision states. `float32` is audiocraft's exact arithmetic; `int8` (CPU) is
+    faster still with a wider tolerance."""
+    return "float16"
 
 
 def windows(duration_s: float, max_duration_s: float, extend_stride_s: float, frame_rate: float) -> list[int]:
@@ -52,12 +51,11 @@ def windows(duration_s: float, max_duration_s: float, extend_stride_s: float, fr
 
 
 class FastMusicGen:
-    def __init__(self, model: Any, dtype: torch.dtype | None = None) -> None:
+    def __init__(self, model: Any, matrices: str | None = None) -> None:
         check_supported(model.lm)
         self.model = model
         self.device = next(iter(model.lm.parameters())).device
-        self.dtype = dtype or default_dtype(self.device)
-        self.weights = ModelWeights.from_lm(model.lm, self.dtype)
+        self.weights = ModelWeights.from_lm(model.lm, matrices or default_matrix_format(self.device))
 
     def generate_codes(self, descriptions: Sequence[str], seeds: Sequence[int], sampling: Sampling,
                        duration_s: float, extend_stride_s: float = 18.0,

@@ -1,7 +1,7 @@
-"""How far the half-precision matrices move the logits, measured on a fixed token sequence.
+"""How far a smaller matrix format moves the logits, measured on a fixed token sequence.
 
 Used by the precision test (tiny model) and the benchmark (musicgen-small shapes) to state
-the tolerance of the float16 path against float32: both decoders are fed the same codes
+the tolerance of each matrix format against float32: both decoders are fed the same codes
 (teacher forcing), so the comparison isolates arithmetic, not diverging samples.
 """
 
@@ -21,7 +21,7 @@ from .weights import ModelWeights
 @dataclass(frozen=True)
 class LogitDrift:
     max_abs: float
-    """Largest |logit_fp16 - logit_fp32| over all steps, rows, codebooks and tokens."""
+    """Largest |logit - logit_fp32| over all steps, rows, codebooks and tokens."""
     rms_relative: float
     """RMS of the difference over RMS of the float32 logits."""
     top1_agreement: float
@@ -29,14 +29,14 @@ class LogitDrift:
 
 
 @torch.inference_mode()
-def logit_drift(lm: Any, descriptions: Sequence[str], codes: torch.Tensor, dtype: torch.dtype,
+def logit_drift(lm: Any, descriptions: Sequence[str], codes: torch.Tensor, matrices: str,
                 cfg_coef: float = 3.0) -> LogitDrift:
-    """Compare CFG-guided logits of `dtype` matrices against float32 along `codes` ([stems, K, S]
-    in pattern-sequence order, e.g. audiocraft's interleaved sequence)."""
+    """Compare CFG-guided logits of `matrices` (a weights.MATRIX_FORMATS name) against float32
+    along `codes` ([stems, K, S] in pattern-sequence order, e.g. audiocraft's interleaved sequence)."""
     stems, steps = codes.shape[0], codes.shape[-1]
     runs = []
-    for run_dtype in (torch.float32, dtype):
-        weights = ModelWeights.from_lm(lm, run_dtype)
+    for run_format in ("float32", matrices):
+        weights = ModelWeights.from_lm(lm, run_format)
         decoder = Decoder(lm, weights, build_cross_groups(lm, weights, list(descriptions)), stems, steps)
         guided = []
         for step in range(steps):
