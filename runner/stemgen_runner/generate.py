@@ -10,7 +10,8 @@
   comparison and as the fallback for models the fast loop does not support (melody, ...).
 
 Both sample each stem from its own generator seeded with its stem seed (plan.stem_seed), so a
-stem's audio is a function of (seed, stem, spec) and not of the other stems in the batch.
+stem's audio is a function of (seed, stem, spec) and not of the other stems in the batch (up to
+the last bits GEMM kernels round differently per batch size; STEMGEN_BATCH_STEMS removes those).
 Choose with STEMGEN_GENERATION_ENGINE=fast|audiocraft.
 
 Batching is the point: the LM's cost per step is dominated by reading its weights, so B
@@ -41,6 +42,11 @@ ProgressCallback = Callable[[float], None]
 
 ENGINE_ENV = "STEMGEN_GENERATION_ENGINE"
 ENGINES = ("fast", "audiocraft")
+BATCH_STEMS_ENV = "STEMGEN_BATCH_STEMS"
+"""0 (default): all of a request's stems in one batch. N: every decoding batch has exactly N stems
+(padded; more run in successive batches), so a stem's audio is bitwise the same whatever stems
+share its request (fastpath.engine.FastMusicGen). Costs the padding's time on CPUs."""
+DEFAULT_BATCH_STEMS = 0
 MATRIX_FORMAT_ENV = "STEMGEN_MATRIX_FORMAT"
 """float16 (default) | float32 (audiocraft's exact arithmetic) | int8 (CPU) | bfloat16: fastpath/weights.py."""
 
@@ -68,8 +74,11 @@ def fast_engine(model: MusicGen) -> FastMusicGen | None:
         matrices = os.environ.get(MATRIX_FORMAT_ENV) or None
         if matrices is not None and matrices not in MATRIX_FORMATS:
             raise ValueError(f"{MATRIX_FORMAT_ENV} must be one of {', '.join(MATRIX_FORMATS)}, not {matrices!r}")
+        batch_text = os.environ.get(BATCH_STEMS_ENV) or str(DEFAULT_BATCH_STEMS)
+        if not batch_text.isdigit():
+            raise ValueError(f"{BATCH_STEMS_ENV} must be a whole number (0: no fixed batch), not {batch_text!r}")
         try:
-            engine = FastMusicGen(model, matrices)
+            engine = FastMusicGen(model, matrices, int(batch_text) or None)
         except FastPathUnsupported as error:
             log.warning("falling back to plain audiocraft generation: %s", error)
             return None

@@ -86,3 +86,21 @@ def test_both_engines_give_audio_and_reproduce_per_seed(tiny, engine):
 def test_unknown_engine_is_refused(tiny):
     with pytest.raises(ValueError, match="STEMGEN_GENERATION_ENGINE"):
         _generate(tiny, "turbo")
+
+
+def test_engine_settings_from_the_environment(tmp_path, monkeypatch):
+    from stemgen_runner.generate import BATCH_STEMS_ENV, MATRIX_FORMAT_ENV
+
+    model = _load(tmp_path)  # a model of its own: engines are cached per model
+    monkeypatch.setenv(MATRIX_FORMAT_ENV, "float8")
+    with pytest.raises(ValueError, match=f"{MATRIX_FORMAT_ENV} must be one of float32, float16"):
+        fast_engine(model)
+    monkeypatch.setenv(MATRIX_FORMAT_ENV, "int8")
+    monkeypatch.setenv(BATCH_STEMS_ENV, "four")
+    with pytest.raises(ValueError, match=f"{BATCH_STEMS_ENV} must be a whole number"):
+        fast_engine(model)
+    monkeypatch.setenv(BATCH_STEMS_ENV, "4")
+    engine = fast_engine(model)
+    assert engine.weights.format.name == "int8" and engine.batch_stems == 4
+    audio = generate_stems(model, list(STEMS), [stem_seed(3, stem) for stem in STEMS], PARAMS, 0.4)
+    assert audio.shape == (2, 1, 12800) and audio.abs().max() > 0

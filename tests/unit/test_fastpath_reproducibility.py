@@ -1,9 +1,11 @@
 """A stem's tokens are a function of (seed, stem, spec) alone: generating it alone or inside a
 batch with other stems, in any position, gives the same tokens.
 
-Uses the float16 fast path on the real tiny checkpoint: its CPU GEMM and attention kernels give
-a row the same bits whatever the batch size, so the invariance is exact by construction (float32
-MKL GEMM may round a row differently in a bigger batch). The stem seeds come from the
+Uses the default (float16) fast path on the real tiny checkpoint, where the kernels give a row
+the same bits whatever the batch size. At musicgen-small widths fbgemm and MKL pick their GEMM
+blocking by row count and a row's last bits change with the batch size; the fixed batch shape
+(`batch_stems`, STEMGEN_BATCH_STEMS) makes the invariance exact there too, which the last tests
+exercise (bench/check_batch_invariance.py shows the difference at scale). The stem seeds come from the
 runner's plan (`stem_seed(seed, stem)`, a stable hash). One test swaps the tiny model's
 one-token text tokenizer for a word-level one, so descriptions of different lengths get
 padded when batched: the case where plain audiocraft's batching changes a stem's conditioning.
@@ -76,10 +78,11 @@ def tiny_word_level(tmp_path_factory):
     return model
 
 
-def _stem_codes(model, stems, seed=42, descriptions=None):
+def _stem_codes(model, stems, seed=42, descriptions=None, batch_stems=None, on_progress=None):
     descriptions = descriptions or {stem: f"{stem}, lofi, 90 bpm" for stem in stems}
-    return FastMusicGen(model, "float16").generate_codes([descriptions[stem] for stem in stems],
-                                              [stem_seed(seed, stem) for stem in stems], SAMPLING, 1.0)
+    engine = FastMusicGen(model, "float16", batch_stems=batch_stems)
+    return engine.generate_codes([descriptions[stem] for stem in stems], [stem_seed(seed, stem) for stem in stems],
+                                 SAMPLING, 1.0, on_progress=on_progress)
 
 
 def test_stem_alone_equals_stem_in_any_batch(tiny):
@@ -114,3 +117,22 @@ def test_plain_audiocraft_batching_changes_a_padded_stem(tiny_word_level):
     batched = reference_codes(tiny_word_level, [texts["drums"], texts["bass"]], [seeds["drums"], seeds["bass"]],
                               SAMPLING, 1.0)[1]
     assert not torch.equal(alone, batched)
+
+
+def test_fixed_batch_shape_gives_the_same_stem_in_any_request(tiny):
+    """batch_stems=2: one stem is padded to two rows, three stems run as 2 + (1 padded)."""
+    seen: list[float] = []
+    alone = _stem_codes(tiny, ["bass"], batch_stems=2)
+    three = _stem_codes(tiny, ["drums", "piano", "bass"], batch_stems=2, on_progress=seen.append)
+    assert three.shape[0] == 3 and alone.shape[0] == 1
+    assert torch.equal(alone[0], three[2])
+    assert torch.equal(three[:2], _stem_codes(tiny, ["drums", "piano"], batch_stems=2))
+    # and the same tokens as the unpadded batch gives on this model
+    assert torch.equal(alone[0], _stem_codes(tiny, ["bass"])[0])
+    assert seen == sorted(seen) and seen[-1] == pytest.approx(1.0)
+    assert any(0.45 < fraction < 0.55 for fraction in seen)  # halfway after the first of two batches
+
+
+def test_fixed_batch_size_must_be_positive(tiny):
+    with pytest.raises(ValueError, match="batch_stems"):
+        FastMusicGen(tiny, batch_stems=0)

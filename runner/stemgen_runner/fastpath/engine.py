@@ -50,12 +50,25 @@ def windows(duration_s: float, max_duration_s: float, extend_stride_s: float, fr
     return lengths
 
 
+FILLER_SEED = 0
+"""Seed of the rows that pad a batch to its fixed shape; their tokens are thrown away."""
+
+
 class FastMusicGen:
-    def __init__(self, model: Any, matrices: str | None = None) -> None:
+    """`batch_stems`: when set, every decoding batch has exactly this many stems (fewer are padded
+    with filler rows, more run in successive batches). GEMM kernels (fbgemm, MKL) pick their
+    blocking by row count, so a row's last bits, and once in a while a sampled token, depend on
+    the batch size; with one fixed shape a stem's tokens are bitwise the same alone or with any
+    batch mates (docs/benchmarks.md, bench/check_batch_invariance.py)."""
+
+    def __init__(self, model: Any, matrices: str | None = None, batch_stems: int | None = None) -> None:
         check_supported(model.lm)
+        if batch_stems is not None and batch_stems < 1:
+            raise ValueError(f"batch_stems must be at least 1, not {batch_stems}")
         self.model = model
         self.device = next(iter(model.lm.parameters())).device
         self.weights = ModelWeights.from_lm(model.lm, matrices or default_matrix_format(self.device))
+        self.batch_stems = batch_stems
 
     def generate_codes(self, descriptions: Sequence[str], seeds: Sequence[int], sampling: Sampling,
                        duration_s: float, extend_stride_s: float = 18.0,
@@ -63,6 +76,28 @@ class FastMusicGen:
         """[stems, K, frames] codes; row b is a function of (descriptions[b], seeds[b], sampling, duration)."""
         if not descriptions or len(descriptions) != len(seeds):
             raise ValueError("one seed per description, and at least one description")
+        size = self.batch_stems
+        if size is None:
+            return self._generate_batch(descriptions, seeds, sampling, duration_s, extend_stride_s, on_progress)
+        batches = [range(start, min(start + size, len(descriptions))) for start in range(0, len(descriptions), size)]
+        results = []
+        for number, rows in enumerate(batches):
+            filler = size - len(rows)
+            batch_descriptions = [descriptions[i] for i in rows] + [descriptions[rows[0]]] * filler
+            batch_seeds = [seeds[i] for i in rows] + [FILLER_SEED] * filler
+
+            def progress(fraction: float, done: int = number) -> None:
+                if on_progress is not None:
+                    on_progress((done + fraction) / len(batches))
+
+            codes = self._generate_batch(batch_descriptions, batch_seeds, sampling, duration_s, extend_stride_s,
+                                         progress)
+            results.append(codes[:len(rows)])
+        return torch.cat(results)
+
+    def _generate_batch(self, descriptions: Sequence[str], seeds: Sequence[int], sampling: Sampling,
+                        duration_s: float, extend_stride_s: float,
+                        on_progress: ProgressCallback | None) -> torch.Tensor:
         model, lm = self.model, self.model.lm
         if extend_stride_s >= model.max_duration and duration_s > model.max_duration:
             raise ValueError("extend_stride_s must be shorter than the model window")
@@ -94,7 +129,9 @@ class FastMusicGen:
         """[stems, channels, samples] audio, decoded by the model's own EnCodec."""
         codes = self.generate_codes(descriptions, seeds, sampling, duration_s, extend_stride_s, on_progress)
         with torch.inference_mode():
-            return self.model.generate_audio(codes)
+            # One stem per EnCodec call, for the same reason as batch_stems: a stem's audio must not
+            # depend on how many stems were decoded with it. Decoding is a small part of the time.
+            return torch.cat([self.model.generate_audio(codes[row:row + 1]) for row in range(codes.shape[0])])
 
 
 def reference_codes(model: Any, descriptions: Sequence[str], seeds: Sequence[int], sampling: Sampling,
