@@ -97,7 +97,10 @@ def run_child(args: argparse.Namespace, kind: str, stems: int, matrices: str = "
                "--checkpoint", str(args.checkpoint)]
     if args.threads:
         command += ["--threads", str(args.threads)]
-    env = dict(os.environ, STEMGEN_MATRIX_FORMAT=matrices) if matrices else None
+    env = None
+    if matrices:  # "float16" or "float16:4" (the second part is STEMGEN_BATCH_STEMS)
+        matrix_format, _, batch_stems = matrices.partition(":")
+        env = dict(os.environ, STEMGEN_MATRIX_FORMAT=matrix_format, STEMGEN_BATCH_STEMS=batch_stems or "0")
     completed = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if completed.returncode != 0:
         raise SystemExit(f"{kind} x{stems} failed:\n{completed.stderr[-4000:]}")
@@ -187,8 +190,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
     parser.add_argument("--cache", default=os.path.expanduser("~/.cache/stemgen/bench"))
     parser.add_argument("--matrices", default="", type=lambda text: text.split(","),
-                        help="comma-separated matrix formats for the stemgen rows, e.g. float32,float16,int8 "
-                             "(default: the runner's default only)")
+                        help="comma-separated matrix formats for the stemgen rows, e.g. float32,float16,int8; "
+                             "float16:4 also fixes the batch at 4 stems (STEMGEN_BATCH_STEMS) "
+                             "(default: the runner's defaults only)")
     parser.add_argument("--drift-steps", type=int, default=0,
                         help="also print each lossy format's teacher-forced logit drift over this many steps")
     parser.add_argument("--measure-sequential", action="store_true", help="also run N single-stem calls")

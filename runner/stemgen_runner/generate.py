@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -77,11 +78,16 @@ def fast_engine(model: MusicGen) -> FastMusicGen | None:
         batch_text = os.environ.get(BATCH_STEMS_ENV) or str(DEFAULT_BATCH_STEMS)
         if not batch_text.isdigit():
             raise ValueError(f"{BATCH_STEMS_ENV} must be a whole number (0: no fixed batch), not {batch_text!r}")
+        started = time.monotonic()
         try:
             engine = FastMusicGen(model, matrices, int(batch_text) or None)
         except FastPathUnsupported as error:
             log.warning("falling back to plain audiocraft generation: %s", error)
             return None
+        log.info("fast engine: %s matrices (%.0f MB), %s, built in %.1fs", engine.weights.format.name,
+                 engine.weights.nbytes / 1e6,
+                 f"fixed batch of {engine.batch_stems} stems" if engine.batch_stems else "one batch per request",
+                 time.monotonic() - started)
         _fast_engines[model] = engine
     return engine
 
