@@ -24,13 +24,12 @@ ProgressCallback = Callable[[float], None]
 """Fraction (0..1) of the requested audio frames generated so far."""
 
 
-def default_matrix_format(device: torch.device) -> str:
-    """float16 matrices everywhere. On GPUs that is what audiocraft's own GPU inference computes
-    in; on CPUs it is fbgemm's packed float16 GEMM with float32 activations (weights.py), measured
-    faster than MKL float32 for 1 and 4 stems (docs/benchmarks.md) with logits within the tolerance
-    test_fastpath_precision states. `float32` is audiocraft's exact arithmetic; `int8` (CPU) is
-    faster still with a wider tolerance."""
-    return "float16"
+DEFAULT_MATRIX_FORMAT = "float16"
+"""On GPUs dense float16, what audiocraft's own GPU inference computes in; on CPUs fbgemm's packed
+float16 GEMM with float32 activations (weights.matrix_format picks per device), measured faster
+than MKL float32 for 1 and 4 stems (docs/benchmarks.md) with logits within the tolerance
+test_fastpath_precision states. `float32` is audiocraft's exact arithmetic; `int8` (CPU) is
+faster still with a wider tolerance."""
 
 
 def windows(duration_s: float, max_duration_s: float, extend_stride_s: float, frame_rate: float) -> list[int]:
@@ -67,7 +66,7 @@ class FastMusicGen:
             raise ValueError(f"batch_stems must be at least 1, not {batch_stems}")
         self.model = model
         self.device = next(iter(model.lm.parameters())).device
-        self.weights = ModelWeights.from_lm(model.lm, matrices or default_matrix_format(self.device))
+        self.weights = ModelWeights.from_lm(model.lm, matrices or DEFAULT_MATRIX_FORMAT)
         self.batch_stems = batch_stems
 
     def generate_codes(self, descriptions: Sequence[str], seeds: Sequence[int], sampling: Sampling,
