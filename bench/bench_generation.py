@@ -98,14 +98,16 @@ def run_child(args: argparse.Namespace, kind: str, stems: int, matrices: str = "
     if args.threads:
         command += ["--threads", str(args.threads)]
     env = None
-    if matrices:  # "float16" or "float16:4" (the second part is STEMGEN_BATCH_STEMS)
-        matrix_format, _, batch_stems = matrices.partition(":")
-        env = dict(os.environ, STEMGEN_MATRIX_FORMAT=matrix_format, STEMGEN_BATCH_STEMS=batch_stems or "0")
+    if matrices:  # "float16", "float16:4" (STEMGEN_BATCH_STEMS), "float16@torch" (STEMGEN_KERNELS)
+        spec, _, kernels = matrices.partition("@")
+        matrix_format, _, batch_stems = spec.partition(":")
+        env = dict(os.environ, STEMGEN_MATRIX_FORMAT=matrix_format, STEMGEN_BATCH_STEMS=batch_stems or "0",
+                   STEMGEN_KERNELS=kernels or "native")
     completed = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if completed.returncode != 0:
         raise SystemExit(f"{kind} x{stems} failed:\n{completed.stderr[-4000:]}")
     result = json.loads(completed.stdout.strip().splitlines()[-1])
-    print(f"  {kind:8s} {matrices:8s} {stems} stem(s): generate {result['generate_s']:7.2f} s, "
+    print(f"  {kind:8s} {matrices:14s} {stems} stem(s): generate {result['generate_s']:7.2f} s, "
           f"load {result['load_s']:6.2f} s, peak RSS {result['peak_rss_mb']:7.0f} MB", file=sys.stderr, flush=True)
     return result
 
@@ -191,7 +193,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache", default=os.path.expanduser("~/.cache/stemgen/bench"))
     parser.add_argument("--matrices", default="", type=lambda text: text.split(","),
                         help="comma-separated matrix formats for the stemgen rows, e.g. float32,float16,int8; "
-                             "float16:4 also fixes the batch at 4 stems (STEMGEN_BATCH_STEMS) "
+                             "float16:4 also fixes the batch at 4 stems (STEMGEN_BATCH_STEMS), "
+                             "float16@torch uses fbgemm/SDPA instead of the native kernels (STEMGEN_KERNELS) "
                              "(default: the runner's defaults only)")
     parser.add_argument("--drift-steps", type=int, default=0,
                         help="also print each lossy format's teacher-forced logit drift over this many steps")

@@ -6,7 +6,8 @@
 Feeds the same codes (teacher forcing) to the 'bass' row (1) alone, (2) inside a batch of four
 stems, and (3) alone but padded to four rows the way `STEMGEN_BATCH_STEMS=4` pads it (copies of
 its own text, other tokens), then
-compares the bass logits bitwise over a few steps. Prints numbers; asserts nothing.
+compares the bass logits bitwise over a few steps. `float16` uses the native kernels where built
+(fastpath/native), `float16@torch` fbgemm and SDPA. Prints numbers; asserts nothing.
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ def main() -> None:
           "| padded to 4 vs in a batch of 4: bitwise |")
     print("|---|---|---:|---|")
     with torch.inference_mode():
-        for matrices in ("float32", "float16", "int8"):
-            weights = ModelWeights.from_lm(lm, matrices)
+        for matrices in ("float32", "float16", "float16@torch", "int8"):
+            matrix_format, _, kernels = matrices.partition("@")
+            weights = ModelWeights.from_lm(lm, matrix_format, kernels or "native")
 
             def decoder(texts: list[str], weights: ModelWeights = weights) -> Decoder:
                 return Decoder(lm, weights, build_cross_groups(lm, weights, texts), len(texts), steps)

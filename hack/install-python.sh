@@ -10,7 +10,14 @@ PYTHON="${PYTHON:-python3}"
 [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
 stamp="$VENV/.stemgen-install-$(sha256sum pyproject.toml hack/install-python.sh | sha256sum | cut -c1-16)-${EXTRAS//,/_}"
+build_native() {
+  # The runner's AVX2 kernels (a no-op when built for these sources; skips unsupported CPUs).
+  if [[ ",$EXTRAS," == *",runner,"* ]]; then
+    "$VENV/bin/python" -m stemgen_runner.fastpath.native.build
+  fi
+}
 if [[ -f "$stamp" ]]; then
+  build_native
   exit 0
 fi
 echo "==> [install-python] installing stemgen[$EXTRAS] into $VENV (first run: torch is ~7 GB, a few minutes)" >&2
@@ -20,3 +27,4 @@ if [[ ",$EXTRAS," == *",runner,"* ]]; then
   "${PIP[@]}" --no-deps audiocraft==1.3.0 xformers==0.0.33.post1
 fi
 touch "$stamp"
+build_native

@@ -10,8 +10,10 @@
   comparison and as the fallback for models the fast loop does not support (melody, ...).
 
 Both sample each stem from its own generator seeded with its stem seed (plan.stem_seed), so a
-stem's audio is a function of (seed, stem, spec) and not of the other stems in the batch (up to
-the last bits GEMM kernels round differently per batch size; STEMGEN_BATCH_STEMS removes those).
+stem's audio is a function of (seed, stem, spec) and not of the other stems in the batch. With the
+native CPU kernels (the default on AVX2 CPUs, fastpath/native) that holds to the bit; with fbgemm,
+MKL or GPU kernels the last bits of a row can change with the batch size, which
+STEMGEN_BATCH_STEMS removes.
 Choose with STEMGEN_GENERATION_ENGINE=fast|audiocraft.
 
 Batching is the point: the LM's cost per step is dominated by reading its weights, so B
@@ -46,10 +48,13 @@ ENGINES = ("fast", "audiocraft")
 BATCH_STEMS_ENV = "STEMGEN_BATCH_STEMS"
 """0 (default): all of a request's stems in one batch. N: every decoding batch has exactly N stems
 (padded; more run in successive batches), so a stem's audio is bitwise the same whatever stems
-share its request (fastpath.engine.FastMusicGen). Costs the padding's time on CPUs."""
+share its request (fastpath.engine.FastMusicGen) even where the kernels are not batch-invariant
+(fbgemm, MKL, GPUs; the native CPU kernels are). Costs the padding's time."""
 DEFAULT_BATCH_STEMS = 0
 MATRIX_FORMAT_ENV = "STEMGEN_MATRIX_FORMAT"
 """float16 (default) | float32 (audiocraft's exact arithmetic) | int8 (CPU) | bfloat16: fastpath/weights.py."""
+KERNELS_ENV = "STEMGEN_KERNELS"
+"""native (default: our AVX2 kernels where built and supported, fastpath/native) | torch (fbgemm/SDPA only)."""
 
 _fast_engines: weakref.WeakKeyDictionary[Any, FastMusicGen] = weakref.WeakKeyDictionary()
 
@@ -70,21 +75,29 @@ def fast_engine(model: MusicGen) -> FastMusicGen | None:
 
     engine = _fast_engines.get(model)
     if engine is None:
-        from .fastpath.weights import MATRIX_FORMATS
+        from .fastpath.weights import KERNELS, MATRIX_FORMATS
 
         matrices = os.environ.get(MATRIX_FORMAT_ENV) or None
         if matrices is not None and matrices not in MATRIX_FORMATS:
             raise ValueError(f"{MATRIX_FORMAT_ENV} must be one of {', '.join(MATRIX_FORMATS)}, not {matrices!r}")
+        kernels = os.environ.get(KERNELS_ENV) or "native"
+        if kernels not in KERNELS:
+            raise ValueError(f"{KERNELS_ENV} must be one of {', '.join(KERNELS)}, not {kernels!r}")
         batch_text = os.environ.get(BATCH_STEMS_ENV) or str(DEFAULT_BATCH_STEMS)
         if not batch_text.isdigit():
             raise ValueError(f"{BATCH_STEMS_ENV} must be a whole number (0: no fixed batch), not {batch_text!r}")
         started = time.monotonic()
         try:
-            engine = FastMusicGen(model, matrices, int(batch_text) or None)
+            engine = FastMusicGen(model, matrices, int(batch_text) or None, kernels)
         except FastPathUnsupported as error:
             log.warning("falling back to plain audiocraft generation: %s", error)
             return None
-        log.info("fast engine: %s matrices (%.0f MB), %s, built in %.1fs", engine.weights.format.name,
+        fmt = engine.weights.format
+        if kernels == "native" and fmt.name == "float16" and engine.device.type == "cpu" and not fmt.native:
+            from .fastpath import native
+
+            log.warning("native kernels unavailable (%s); float16 matrices use fbgemm", native.status().reason)
+        log.info("fast engine: %s matrices via %s (%.0f MB), %s, built in %.1fs", fmt.name, fmt.kernel,
                  engine.weights.nbytes / 1e6,
                  f"fixed batch of {engine.batch_stems} stems" if engine.batch_stems else "one batch per request",
                  time.monotonic() - started)

@@ -104,3 +104,20 @@ def test_engine_settings_from_the_environment(tmp_path, monkeypatch):
     assert engine.weights.format.name == "int8" and engine.batch_stems == 4
     audio = generate_stems(model, list(STEMS), [stem_seed(3, stem) for stem in STEMS], PARAMS, 0.4)
     assert audio.shape == (2, 1, 12800) and audio.abs().max() > 0
+
+
+def test_kernels_from_the_environment(tmp_path, monkeypatch, caplog):
+    from stemgen_runner.fastpath import native
+    from stemgen_runner.generate import KERNELS_ENV
+
+    monkeypatch.setenv(KERNELS_ENV, "cuda-graphs")
+    with pytest.raises(ValueError, match=f"{KERNELS_ENV} must be one of native, torch"):
+        fast_engine(_load(tmp_path / "refused"))
+    monkeypatch.setenv(KERNELS_ENV, "torch")
+    assert fast_engine(_load(tmp_path / "torch")).weights.format.kernel == "fbgemm"
+    monkeypatch.delenv(KERNELS_ENV)
+    with caplog.at_level("INFO", logger="stemgen_runner.generate"):
+        engine = fast_engine(_load(tmp_path / "default"))
+    expected = "stemgen-avx2" if native.unsupported_reason() is None else "fbgemm"
+    assert engine.weights.format.kernel == expected
+    assert f"float16 matrices via {expected}" in caplog.text

@@ -26,10 +26,12 @@ def tiny_lm(tmp_path_factory):
     torch.set_num_threads(saved)
 
 
-def test_float16_logits_within_tolerance_of_float32(tiny_lm):
+@pytest.mark.parametrize("kernels", ["native", "torch"])
+def test_float16_logits_within_tolerance_of_float32(tiny_lm, kernels):
     codes = torch.randint(0, tiny_lm.card, (2, 4, 60), generator=torch.Generator().manual_seed(0))
-    half = logit_drift(tiny_lm, ["deep bass", "drums"], codes, "float16")
-    # Measured 2.9e-4 / 0.0018 / 99.8 %: float16 weights, float32 activations (fbgemm on CPU).
+    half = logit_drift(tiny_lm, ["deep bass", "drums"], codes, "float16", kernels=kernels)
+    # Measured 2.9e-4 / 0.0018 / 99.8 %: float16 weights, float32 activations (fbgemm on CPU; the
+    # native kernels, with their float16 KV cache, measure the same at these widths).
     assert half.rms_relative < 1e-3
     assert half.max_abs < 0.01
     assert half.top1_agreement > 0.99

@@ -1,11 +1,12 @@
 """A stem's tokens are a function of (seed, stem, spec) alone: generating it alone or inside a
 batch with other stems, in any position, gives the same tokens.
 
-Uses the default (float16) fast path on the real tiny checkpoint, where the kernels give a row
-the same bits whatever the batch size. At musicgen-small widths fbgemm and MKL pick their GEMM
-blocking by row count and a row's last bits change with the batch size; the fixed batch shape
-(`batch_stems`, STEMGEN_BATCH_STEMS) makes the invariance exact there too, which the last tests
-exercise (bench/check_batch_invariance.py shows the difference at scale). The stem seeds come from the
+Uses the default (float16) fast path on the real tiny checkpoint, with the native kernels (which
+give a row the same bits whatever the batch at any width: test_native_kernels.py) and with
+fbgemm/SDPA, which do so at the tiny model's widths only. At musicgen-small widths fbgemm and MKL
+pick their GEMM blocking by row count and a row's last bits change with the batch size; the fixed
+batch shape (`batch_stems`, STEMGEN_BATCH_STEMS) makes the invariance exact there too, which the
+last tests exercise (bench/check_batch_invariance.py shows the difference at scale). The stem seeds come from the
 runner's plan (`stem_seed(seed, stem)`, a stable hash). One test swaps the tiny model's
 one-token text tokenizer for a word-level one, so descriptions of different lengths get
 padded when batched: the case where plain audiocraft's batching changes a stem's conditioning.
@@ -78,18 +79,19 @@ def tiny_word_level(tmp_path_factory):
     return model
 
 
-def _stem_codes(model, stems, seed=42, descriptions=None, batch_stems=None, on_progress=None):
+def _stem_codes(model, stems, seed=42, descriptions=None, batch_stems=None, on_progress=None, kernels="native"):
     descriptions = descriptions or {stem: f"{stem}, lofi, 90 bpm" for stem in stems}
-    engine = FastMusicGen(model, "float16", batch_stems=batch_stems)
+    engine = FastMusicGen(model, "float16", batch_stems=batch_stems, kernels=kernels)
     return engine.generate_codes([descriptions[stem] for stem in stems], [stem_seed(seed, stem) for stem in stems],
                                  SAMPLING, 1.0, on_progress=on_progress)
 
 
-def test_stem_alone_equals_stem_in_any_batch(tiny):
-    alone = _stem_codes(tiny, ["bass"])[0]
-    assert torch.equal(alone, _stem_codes(tiny, ["drums", "bass", "piano"])[1])
-    assert torch.equal(alone, _stem_codes(tiny, ["bass", "guitar"])[0])
-    assert torch.equal(alone, _stem_codes(tiny, ["vocals", "synth", "strings", "other", "bass"])[4])
+@pytest.mark.parametrize("kernels", ["native", "torch"])
+def test_stem_alone_equals_stem_in_any_batch(tiny, kernels):
+    alone = _stem_codes(tiny, ["bass"], kernels=kernels)[0]
+    assert torch.equal(alone, _stem_codes(tiny, ["drums", "bass", "piano"], kernels=kernels)[1])
+    assert torch.equal(alone, _stem_codes(tiny, ["bass", "guitar"], kernels=kernels)[0])
+    assert torch.equal(alone, _stem_codes(tiny, ["vocals", "synth", "strings", "other", "bass"], kernels=kernels)[4])
 
 
 def test_same_seed_reproduces_and_another_seed_differs(tiny):

@@ -5,7 +5,8 @@ self-attention, cross-attention, feed-forward), with three differences that chan
 nothing else: keys/values go into a preallocated cache (kv_cache.py), the text's cross-
 attention keys/values are projected once per request (conditioning.py), and the big matrices
 may be in a smaller format (weights.py). The op sequence in float32 is audiocraft's own, so the
-equivalence test can demand identical tokens.
+equivalence test can demand identical tokens. With the native float16 kernels the single-position
+self-attention is native.decode_attention too (same math, another summation order).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from audiocraft.modules.transformer import create_sin_embedding
 from einops import rearrange
 from torch.nn import functional as F
 
+from . import native
 from .conditioning import CrossGroup
 from .kv_cache import KVCache
 from .weights import ModelWeights
@@ -34,7 +36,12 @@ class Decoder:
         self.heads = first.num_heads
         self.head_dim = lm.dim // self.heads
         device = next(iter(lm.parameters())).device
-        self.cache = KVCache(len(weights.layers), 2 * stems, self.heads, length, self.head_dim, weights.dtype, device)
+        self.native_attention = (weights.format.native and weights.dtype == torch.float32
+                                 and self.head_dim == native.HEAD_DIM)
+        # The native kernel reads a float16 cache with float32 math: half the bytes, and at 4 stems
+        # the cache is the second-largest stream of a step after the weights.
+        cache_dtype = torch.float16 if self.native_attention else weights.dtype
+        self.cache = KVCache(len(weights.layers), 2 * stems, self.heads, length, self.head_dim, cache_dtype, device)
 
     def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
         lm = self.lm
@@ -52,9 +59,13 @@ class Decoder:
         packed = rearrange(attention.in_proj(x), "b t (p h d) -> b h p t d", p=3, h=self.heads)
         query, key, value = torch.unbind(packed, dim=2)
         keys, values = self.cache.append(index, key, value)
+        if self.native_attention and query.shape[2] == 1:
+            out = native.decode_attention(query.contiguous(), keys, values, self.head_dim ** -0.5)
+            return attention.out(rearrange(out, "b h t d -> b t (h d)"))
         # audiocraft passes is_causal only when several positions arrive at once (the first
         # call with a prompt); a single new position attends to the whole past.
-        out = F.scaled_dot_product_attention(query, keys, values, is_causal=query.shape[2] > 1)
+        out = F.scaled_dot_product_attention(query, keys.to(query.dtype), values.to(query.dtype),
+                                             is_causal=query.shape[2] > 1)
         return attention.out(rearrange(out, "b h t d -> b t (h d)")).to(x.dtype)
 
     def _cross_attention(self, index: int, x: torch.Tensor) -> torch.Tensor:

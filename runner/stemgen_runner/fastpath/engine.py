@@ -25,10 +25,10 @@ ProgressCallback = Callable[[float], None]
 
 
 DEFAULT_MATRIX_FORMAT = "float16"
-"""On GPUs dense float16, what audiocraft's own GPU inference computes in; on CPUs fbgemm's packed
-float16 GEMM with float32 activations (weights.matrix_format picks per device), measured faster
-than MKL float32 for 1 and 4 stems (docs/benchmarks.md) with logits within the tolerance
-test_fastpath_precision states. `float32` is audiocraft's exact arithmetic; `int8` (CPU) is
+"""On GPUs dense float16, what audiocraft's own GPU inference computes in; on CPUs float16 weights
+with float32 activations, multiplied by the native AVX2 kernels (or fbgemm where they are not
+built; weights.matrix_format picks), measured faster than MKL float32 for 1 and 4 stems
+(docs/benchmarks.md) with logits within the tolerance test_fastpath_precision states. `float32` is audiocraft's exact arithmetic; `int8` (CPU) is
 faster still with a wider tolerance."""
 
 
@@ -55,18 +55,22 @@ FILLER_SEED = 0
 
 class FastMusicGen:
     """`batch_stems`: when set, every decoding batch has exactly this many stems (fewer are padded
-    with filler rows, more run in successive batches). GEMM kernels (fbgemm, MKL) pick their
-    blocking by row count, so a row's last bits, and once in a while a sampled token, depend on
-    the batch size; with one fixed shape a stem's tokens are bitwise the same alone or with any
-    batch mates (docs/benchmarks.md, bench/check_batch_invariance.py)."""
+    with filler rows, more run in successive batches). GEMM kernels (fbgemm, MKL, cuBLAS) pick
+    their blocking by row count, so a row's last bits, and once in a while a sampled token,
+    depend on the batch size; with one fixed shape a stem's tokens are bitwise the same alone or
+    with any batch mates (docs/benchmarks.md, bench/check_batch_invariance.py). The native CPU
+    kernels need no fixed shape: they compute a row the same way in any batch.
 
-    def __init__(self, model: Any, matrices: str | None = None, batch_stems: int | None = None) -> None:
+    `kernels`: "native" (our AVX2 kernels where built, fastpath/native) or "torch" (weights.KERNELS)."""
+
+    def __init__(self, model: Any, matrices: str | None = None, batch_stems: int | None = None,
+                 kernels: str = "native") -> None:
         check_supported(model.lm)
         if batch_stems is not None and batch_stems < 1:
             raise ValueError(f"batch_stems must be at least 1, not {batch_stems}")
         self.model = model
         self.device = next(iter(model.lm.parameters())).device
-        self.weights = ModelWeights.from_lm(model.lm, matrices or DEFAULT_MATRIX_FORMAT)
+        self.weights = ModelWeights.from_lm(model.lm, matrices or DEFAULT_MATRIX_FORMAT, kernels)
         self.batch_stems = batch_stems
 
     def generate_codes(self, descriptions: Sequence[str], seeds: Sequence[int], sampling: Sampling,

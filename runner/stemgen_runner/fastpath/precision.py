@@ -30,13 +30,14 @@ class LogitDrift:
 
 @torch.inference_mode()
 def logit_drift(lm: Any, descriptions: Sequence[str], codes: torch.Tensor, matrices: str,
-                cfg_coef: float = 3.0) -> LogitDrift:
+                cfg_coef: float = 3.0, kernels: str = "native") -> LogitDrift:
     """Compare CFG-guided logits of `matrices` (a weights.MATRIX_FORMATS name) against float32
-    along `codes` ([stems, K, S] in pattern-sequence order, e.g. audiocraft's interleaved sequence)."""
+    along `codes` ([stems, K, S] in pattern-sequence order, e.g. audiocraft's interleaved sequence).
+    `kernels` applies to `matrices` (weights.KERNELS); float32 always runs torch's."""
     stems, steps = codes.shape[0], codes.shape[-1]
     runs = []
-    for run_format in ("float32", matrices):
-        weights = ModelWeights.from_lm(lm, run_format)
+    for run_format, run_kernels in (("float32", "torch"), (matrices, kernels)):
+        weights = ModelWeights.from_lm(lm, run_format, run_kernels)
         decoder = Decoder(lm, weights, build_cross_groups(lm, weights, list(descriptions)), stems, steps)
         guided = []
         for step in range(steps):

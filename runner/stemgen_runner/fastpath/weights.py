@@ -7,10 +7,12 @@ cache stay float32, the split autocast makes on a GPU. Formats (`MATRIX_FORMATS`
 
 * `float32`: the tensors ARE audiocraft's parameters (no copy); the loop computes exactly what
   audiocraft computes.
-* `float16`: on CPUs, fbgemm's packed half-precision GEMM with float32 activations (AVX2
-  kernels: 3x less time than MKL float32 for a decoding step's few rows, measured in
-  docs/benchmarks.md; plain `F.linear` in float16 converts in software and loses from 8 rows
-  on). On GPUs, dense float16 (what audiocraft's own GPU inference computes in).
+* `float16`: on CPUs, half-precision weights with float32 activations, multiplied by our own
+  AVX2 kernel (native/linear_f16.cpp: 8 rows for little more than the price of 2, and batch-
+  invariant) or, where it is not built or `kernels="torch"`, by fbgemm's packed GEMM (3x less
+  time than MKL float32 for a step's few rows, measured in docs/benchmarks.md; plain `F.linear`
+  in float16 converts in software and loses from 8 rows on). On GPUs, dense float16 (what
+  audiocraft's own GPU inference computes in).
 * `bfloat16`: dense bfloat16 everywhere (kept for comparison: 8x the drift of float16).
 * `int8`: CPU only, fbgemm dynamic quantisation: int8 weights with one scale per output
   channel, activations quantised per call (the stated tolerance in precision.py and its test).
@@ -26,7 +28,11 @@ from typing import Any, Protocol
 import torch
 from torch.nn import functional as F
 
+from . import native
+
 MATRIX_FORMATS = ("float32", "float16", "bfloat16", "int8")
+KERNELS = ("native", "torch")
+"""`native`: our AVX2 kernels where built and supported (native/), else torch's; `torch`: torch's only."""
 
 
 class Linear(Protocol):
@@ -86,26 +92,52 @@ class PackedInt8Linear:
         return torch.ops.quantized.linear_dynamic(x.float(), self._packed, True)
 
 
+class NativeFloat16Linear:
+    """Float16 weights in native.pack_f16's block layout, float32 in and out (CPU, native kernels)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        self.out_features = weight.shape[0]
+        self._packed = native.pack_f16(weight)
+        padded = self._packed.shape[0] * self._packed.shape[2]
+        self._bias = None if bias is None else native.pad_bias(bias, padded)
+        self.nbytes = self._packed.numel() * 2 + (0 if bias is None else padded * 4)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return native.linear_f16(x.float(), self._packed, self._bias, self.out_features)
+
+
 @dataclass(frozen=True)
 class MatrixFormat:
     name: str
     compute_dtype: torch.dtype
     """dtype of activations, attention and the KV cache."""
     make: Callable[[torch.Tensor, torch.Tensor | None], Linear]
+    kernel: str
+    """Who multiplies: "stemgen-avx2", "fbgemm" or "torch" (logged by the runner, shown by the benchmark)."""
+
+    @property
+    def native(self) -> bool:
+        """The decoding step may also use the native attention kernel (decoder.py)."""
+        return self.kernel == "stemgen-avx2"
 
 
-def matrix_format(name: str, device: torch.device) -> MatrixFormat:
+def matrix_format(name: str, device: torch.device, kernels: str = "native") -> MatrixFormat:
     if name not in MATRIX_FORMATS:
         raise ValueError(f"matrix format must be one of {', '.join(MATRIX_FORMATS)}, not {name!r}")
+    if kernels not in KERNELS:
+        raise ValueError(f"kernels must be one of {', '.join(KERNELS)}, not {kernels!r}")
     on_cpu = device.type == "cpu"
     if name == "int8":
         if not on_cpu:
             raise ValueError("the int8 matrix format is CPU-only (fbgemm)")
-        return MatrixFormat(name, torch.float32, PackedInt8Linear)
+        return MatrixFormat(name, torch.float32, PackedInt8Linear, "fbgemm")
     if name == "float16" and on_cpu:
-        return MatrixFormat(name, torch.float32, PackedFloat16Linear)
+        if kernels == "native" and native.available():
+            return MatrixFormat(name, torch.float32, NativeFloat16Linear, "stemgen-avx2")
+        return MatrixFormat(name, torch.float32, PackedFloat16Linear, "fbgemm")
     dtype = getattr(torch, name)
-    return MatrixFormat(name, dtype, lambda weight, bias: DenseLinear(_detach(weight, dtype), _detach(bias, dtype)))
+    return MatrixFormat(name, dtype, lambda weight, bias: DenseLinear(_detach(weight, dtype), _detach(bias, dtype)),
+                        "torch")
 
 
 def _in_proj_parts(module: Any) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
@@ -178,9 +210,9 @@ class ModelWeights:
         return self.format.compute_dtype
 
     @classmethod
-    def from_lm(cls, lm: Any, format_name: str) -> ModelWeights:
+    def from_lm(cls, lm: Any, format_name: str, kernels: str = "native") -> ModelWeights:
         device = next(iter(lm.parameters())).device
-        fmt = matrix_format(format_name, device)
+        fmt = matrix_format(format_name, device, kernels)
 
         def build(layer: Any) -> LayerWeights:
             return LayerWeights(
