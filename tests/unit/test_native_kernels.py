@@ -133,3 +133,20 @@ def test_decode_attention_names_what_is_wrong():
         native.decode_attention(torch.randn(1, 2, 1, native.HEAD_DIM), keys.transpose(2, 3), values, 0.125)
     with pytest.raises(RuntimeError, match="dtype"):
         native.decode_attention(torch.randn(1, 2, 1, native.HEAD_DIM), keys, values.half(), 0.125)
+
+
+def test_a_cpu_without_avx2_gets_fbgemm_and_the_reason(monkeypatch):
+    from stemgen_runner.fastpath.weights import matrix_format
+
+    monkeypatch.setattr(native, "_cpu_flags", lambda: {"sse2", "avx"})
+    native.status.cache_clear()
+    try:
+        assert native.unsupported_reason() == "CPU lacks avx2, fma, f16c"
+        assert native.status() == native.NativeStatus(False, "CPU lacks avx2, fma, f16c")
+        assert matrix_format("float16", torch.device("cpu")).kernel == "fbgemm"
+        with pytest.raises(RuntimeError, match="native kernels unavailable: CPU lacks avx2"):
+            native.linear_f16(torch.randn(1, 16), native.pack_f16(torch.randn(16, 16)), None, 16)
+    finally:
+        monkeypatch.undo()
+        native.status.cache_clear()
+    assert native.status().available

@@ -28,8 +28,8 @@ DEFAULT_MATRIX_FORMAT = "float16"
 """On GPUs dense float16, what audiocraft's own GPU inference computes in; on CPUs float16 weights
 with float32 activations, multiplied by the native AVX2 kernels (or fbgemm where they are not
 built; weights.matrix_format picks), measured faster than MKL float32 for 1 and 4 stems
-(docs/benchmarks.md) with logits within the tolerance test_fastpath_precision states. `float32` is audiocraft's exact arithmetic; `int8` (CPU) is
-faster still with a wider tolerance."""
+(docs/benchmarks.md) with logits within the tolerance test_fastpath_precision states. `float32` is
+audiocraft's exact arithmetic; `int8` (CPU) is faster still with a wider tolerance."""
 
 
 def windows(duration_s: float, max_duration_s: float, extend_stride_s: float, frame_rate: float) -> list[int]:

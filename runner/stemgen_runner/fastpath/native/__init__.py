@@ -88,13 +88,17 @@ def available() -> bool:
 
 
 def pack_f16(weight: torch.Tensor) -> torch.Tensor:
-    """[N, K] weights -> [ceil(N/16), K, 16] float16, the layout linear_f16 streams (zero-padded columns)."""
+    """[N, K] weights -> [ceil(N/16), K, 16] float16, the layout linear_f16 streams (zero-padded columns).
+
+    Rounds to float16 first, so the temporaries are half-size (a float32 copy per matrix, on every
+    packing thread, showed up as 0.6 GB of peak RSS for musicgen-small)."""
     rows, features = weight.shape
+    half = weight.detach().to(torch.float16)
     padded = -(-rows // COLUMNS_PER_BLOCK) * COLUMNS_PER_BLOCK
-    full = torch.zeros((padded, features), dtype=torch.float32)
-    full[:rows] = weight.detach().float()
-    blocks = full.view(padded // COLUMNS_PER_BLOCK, COLUMNS_PER_BLOCK, features)
-    return blocks.transpose(1, 2).contiguous().half()
+    if padded != rows:
+        half = torch.cat([half, half.new_zeros((padded - rows, features))])
+    blocks = half.view(padded // COLUMNS_PER_BLOCK, COLUMNS_PER_BLOCK, features)
+    return blocks.transpose(1, 2).contiguous()
 
 
 def pad_bias(bias: torch.Tensor, padded: int) -> torch.Tensor:
