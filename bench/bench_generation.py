@@ -178,8 +178,10 @@ def drift_table(args: argparse.Namespace) -> str:
     codes = torch.randint(0, lm.card, shape, generator=torch.Generator().manual_seed(0))
     lines = [f"| matrices ({args.drift_steps} teacher-forced steps, 2 stems) | RMS(dlogit)/RMS(logit) | max abs dlogit "
              "| top-1 agreement |", "|---|---:|---:|---:|"]
-    for matrices in ("float16", "bfloat16", "int8"):
-        drift = logit_drift(lm, ["solo drums, lofi", "solo bass, lofi"], codes, matrices)
+    for matrices in ("float16", "float16@torch", "bfloat16", "int8"):
+        matrix_format, _, kernels = matrices.partition("@")
+        drift = logit_drift(lm, ["solo drums, lofi", "solo bass, lofi"], codes, matrix_format,
+                            kernels=kernels or "native")
         lines.append(f"| {matrices} | {drift.rms_relative:.1e} | {drift.max_abs:.3f} | {drift.top1_agreement:.1%} |")
     return "\n".join(lines)
 
