@@ -92,17 +92,23 @@ def ensure_checkpoint(directory: Path, preset: str) -> None:
         save_fast(directory / "state_dict.bin", directory / "compression_state_dict.bin", directory)
 
 
+def parse_matrices(spec: str) -> tuple[str, str, str]:
+    """"float16" | "float16:4" | "float16@torch" -> (matrix format, STEMGEN_BATCH_STEMS, STEMGEN_KERNELS)."""
+    rest, _, kernels = spec.partition("@")
+    matrix_format, _, batch_stems = rest.partition(":")
+    return matrix_format, batch_stems or "0", kernels or "native"
+
+
 def run_child(args: argparse.Namespace, kind: str, stems: int, matrices: str = "") -> dict[str, Any]:
     command = [sys.executable, __file__, "--worker", kind, "--stems", str(stems), "--duration", str(args.duration),
                "--checkpoint", str(args.checkpoint)]
     if args.threads:
         command += ["--threads", str(args.threads)]
     env = None
-    if matrices:  # "float16", "float16:4" (STEMGEN_BATCH_STEMS), "float16@torch" (STEMGEN_KERNELS)
-        spec, _, kernels = matrices.partition("@")
-        matrix_format, _, batch_stems = spec.partition(":")
-        env = dict(os.environ, STEMGEN_MATRIX_FORMAT=matrix_format, STEMGEN_BATCH_STEMS=batch_stems or "0",
-                   STEMGEN_KERNELS=kernels or "native")
+    if matrices:
+        matrix_format, batch_stems, kernels = parse_matrices(matrices)
+        env = dict(os.environ, STEMGEN_MATRIX_FORMAT=matrix_format, STEMGEN_BATCH_STEMS=batch_stems,
+                   STEMGEN_KERNELS=kernels)
     completed = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if completed.returncode != 0:
         raise SystemExit(f"{kind} x{stems} failed:\n{completed.stderr[-4000:]}")
@@ -179,9 +185,8 @@ def drift_table(args: argparse.Namespace) -> str:
     lines = [f"| matrices ({args.drift_steps} teacher-forced steps, 2 stems) | RMS(dlogit)/RMS(logit) | max abs dlogit "
              "| top-1 agreement |", "|---|---:|---:|---:|"]
     for matrices in ("float16", "float16@torch", "bfloat16", "int8"):
-        matrix_format, _, kernels = matrices.partition("@")
-        drift = logit_drift(lm, ["solo drums, lofi", "solo bass, lofi"], codes, matrix_format,
-                            kernels=kernels or "native")
+        matrix_format, _, kernels = parse_matrices(matrices)
+        drift = logit_drift(lm, ["solo drums, lofi", "solo bass, lofi"], codes, matrix_format, kernels=kernels)
         lines.append(f"| {matrices} | {drift.rms_relative:.1e} | {drift.max_abs:.3f} | {drift.top1_agreement:.1%} |")
     return "\n".join(lines)
 

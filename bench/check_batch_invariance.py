@@ -28,7 +28,7 @@ def main() -> None:
 
     import torch
     from audiocraft.modules.transformer import set_efficient_attention_backend
-    from bench_generation import ensure_checkpoint
+    from bench_generation import ensure_checkpoint, parse_matrices
 
     from stemgen_runner.fastpath.checkpoint import load_fast
     from stemgen_runner.fastpath.conditioning import build_cross_groups
@@ -49,8 +49,8 @@ def main() -> None:
     print("|---|---|---:|---|")
     with torch.inference_mode():
         for matrices in ("float32", "float16", "float16@torch", "int8"):
-            matrix_format, _, kernels = matrices.partition("@")
-            weights = ModelWeights.from_lm(lm, matrix_format, kernels or "native")
+            matrix_format, _, kernels = parse_matrices(matrices)
+            weights = ModelWeights.from_lm(lm, matrix_format, kernels)
 
             def decoder(texts: list[str], weights: ModelWeights = weights) -> Decoder:
                 return Decoder(lm, weights, build_cross_groups(lm, weights, texts), len(texts), steps)

@@ -36,8 +36,7 @@ class Decoder:
         self.heads = first.num_heads
         self.head_dim = lm.dim // self.heads
         device = next(iter(lm.parameters())).device
-        self.native_attention = (weights.format.native and weights.dtype == torch.float32
-                                 and self.head_dim == native.HEAD_DIM)
+        self.native_attention = weights.format.native and self.head_dim == native.HEAD_DIM
         # The native kernel reads a float16 cache with float32 math: half the bytes, and at 4 stems
         # the cache is the second-largest stream of a step after the weights.
         cache_dtype = torch.float16 if self.native_attention else weights.dtype

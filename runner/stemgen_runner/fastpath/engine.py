@@ -133,7 +133,8 @@ class FastMusicGen:
         codes = self.generate_codes(descriptions, seeds, sampling, duration_s, extend_stride_s, on_progress)
         with torch.inference_mode():
             # One stem per EnCodec call, for the same reason as batch_stems: a stem's audio must not
-            # depend on how many stems were decoded with it. Decoding is a small part of the time.
+            # depend on how many stems were decoded with it. One batched call measured slower on
+            # the 2-core VM anyway (10.2 s against 8.3 s for four 10 s stems, docs/benchmarks.md).
             return torch.cat([self.model.generate_audio(codes[row:row + 1]) for row in range(codes.shape[0])])
 
 

@@ -91,7 +91,7 @@ def pack_f16(weight: torch.Tensor) -> torch.Tensor:
     """[N, K] weights -> [ceil(N/16), K, 16] float16, the layout linear_f16 streams (zero-padded columns).
 
     Rounds to float16 first, so the temporaries are half-size (a float32 copy per matrix, on every
-    packing thread, showed up as 0.6 GB of peak RSS for musicgen-small)."""
+    packing thread, showed up as 0.8 GB of peak RSS for musicgen-small)."""
     rows, features = weight.shape
     half = weight.detach().to(torch.float16)
     padded = -(-rows // COLUMNS_PER_BLOCK) * COLUMNS_PER_BLOCK

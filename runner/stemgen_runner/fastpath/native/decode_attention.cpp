@@ -1,11 +1,13 @@
 // Attention of one new position over a KV cache prefix (a decoding step), for CPUs with AVX2/FMA.
 //
 // Why: with q_len = 1, PyTorch's CPU SDPA (and matmul + softmax + matmul) reads the cache at
-// ~1.5-2 GB/s; at 4 stems this was a quarter of a step. Each (row, head) here streams its keys
-// and values once, contiguous, with the scores in a small per-thread buffer.
+// ~11 GB/s; at 4 stems that was a quarter of a step. Each (row, head) here streams its keys and
+// values once, contiguous, with the scores in a small per-thread buffer (~15 GB/s), and the cache
+// may be float16 (half the bytes).
 //
-// float32 arithmetic (the cache may be stored as float16); the result differs from SDPA only in summation order and in the exp
-// polynomial (relative error ~1e-7), checked against SDPA by tests/unit/test_native_kernels.py.
+// float32 arithmetic whatever the cache stores; the result differs from SDPA only in summation
+// order and in the exp polynomial (relative error ~1e-7), checked against SDPA by
+// tests/unit/test_native_kernels.py.
 
 #include <immintrin.h>
 
@@ -150,12 +152,12 @@ at::Tensor decode_attention(const at::Tensor& query, const at::Tensor& keys, con
   check_cache(values, "values");
   TORCH_CHECK(keys.sizes() == values.sizes() && keys.size(0) == query.size(0) && keys.size(1) == query.size(1),
               "decode_attention: query, keys and values disagree on batch or heads");
+  TORCH_CHECK(keys.scalar_type() == values.scalar_type(), "decode_attention: keys and values differ in dtype");
   const int64_t batch = query.size(0), heads = query.size(1), length = keys.size(2);
   TORCH_CHECK(length > 0, "decode_attention: empty cache");
   const at::Tensor q = query.contiguous();
   at::Tensor out = at::empty_like(q);
   const float* q_data = q.data_ptr<float>();
-  TORCH_CHECK(keys.scalar_type() == values.scalar_type(), "decode_attention: keys and values differ in dtype");
   float* out_data = out.data_ptr<float>();
   const int64_t k_b = keys.stride(0), k_h = keys.stride(1), v_b = values.stride(0), v_h = values.stride(1);
   const auto s = static_cast<float>(scale);

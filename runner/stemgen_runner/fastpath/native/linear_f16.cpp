@@ -2,15 +2,16 @@
 //
 // Why not fbgemm's packed float16 GEMM: its AVX2 kernel blocks 6 rows, so a decoding step of
 // 4 stems (8 rows with classifier-free guidance) streams every weight twice (1.8x the time of
-// 2 rows). Here a weight block of 8 output columns is read from memory once and applied to all
-// rows while it sits in L1, so 8 rows cost about what 2 do.
+// 2 rows). Here a weight block of 16 output columns is read from memory once and applied to all
+// rows (in passes of at most 6) while it sits in cache, and the next block is prefetched during
+// the passes: 8 rows cost ~1.4x what 2 do (docs/benchmarks.md).
 //
 // Every output element is computed by the same sequence of FMAs whatever the number of rows,
-// the row's position in the batch or the thread count (two partial sums over even and odd k,
+// the row's position in the batch or the thread count (one accumulator, k in order, the bias
 // added at the end), so a row's result is bitwise independent of its batch mates.
 //
-// Packed layout (pack_linear_f16 in linear.py): [N/16, K, 16] float16, block b holding output
-// columns 8b..8b+7 with the 8 values of one k contiguous (one 16-byte load per k).
+// Packed layout (native.pack_f16): [N/16, K, 16] float16, block b holding output columns
+// 16b..16b+15 with the 16 values of one k contiguous (two 16-byte loads per k).
 
 #include <immintrin.h>
 
@@ -22,6 +23,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 namespace {
 
@@ -38,7 +40,7 @@ inline __m256 load_half8(const uint16_t* p) {
 // registers every iteration, which made the loop store-bound.
 #define STEMGEN_ROW(r)                                                       \
   if constexpr (Rows > r) {                                                  \
-    const __m256 xr = _mm256_broadcast_ss(x + r * x_stride + k);             \
+    const __m256 xr = _mm256_broadcast_ss(x + r * k_size + k);             \
     low##r = _mm256_fmadd_ps(xr, w_low, low##r);                             \
     high##r = _mm256_fmadd_ps(xr, w_high, high##r);                          \
   }
@@ -52,8 +54,8 @@ inline __m256 load_half8(const uint16_t* p) {
 // bytes of it per k (null: none). Without it a second pass over 8 rows computes while memory
 // idles, and the next block's first pass waits on memory while the FMA units idle.
 template <int Rows>
-inline void block_rows(const float* x, int64_t x_stride, const uint16_t* w, int64_t k_size,
-                       const float* bias, float* y, int64_t y_stride, const char* ahead, int64_t ahead_step) {
+inline void block_rows(const float* x, const uint16_t* w, int64_t k_size, const float* bias, float* y,
+                       int64_t y_stride, const char* ahead, int64_t ahead_step) {
   __m256 low0 = _mm256_setzero_ps(), low1 = low0, low2 = low0, low3 = low0, low4 = low0, low5 = low0;
   __m256 high0 = low0, high1 = low0, high2 = low0, high3 = low0, high4 = low0, high5 = low0;
   for (int64_t k = 0; k < k_size; ++k) {
@@ -86,12 +88,12 @@ void rows_through_block(const float* x, int64_t rows, int64_t k_size, const uint
     const char* ahead = next == nullptr ? nullptr : reinterpret_cast<const char*>(next) + p * block_bytes / passes;
     const int64_t step = block_bytes / passes / k_size;
     switch (size) {
-      case 6: block_rows<6>(xp, k_size, w, k_size, bias, yp, y_stride, ahead, step); break;
-      case 5: block_rows<5>(xp, k_size, w, k_size, bias, yp, y_stride, ahead, step); break;
-      case 4: block_rows<4>(xp, k_size, w, k_size, bias, yp, y_stride, ahead, step); break;
-      case 3: block_rows<3>(xp, k_size, w, k_size, bias, yp, y_stride, ahead, step); break;
-      case 2: block_rows<2>(xp, k_size, w, k_size, bias, yp, y_stride, ahead, step); break;
-      default: block_rows<1>(xp, k_size, w, k_size, bias, yp, y_stride, ahead, step); break;
+      case 6: block_rows<6>(xp, w, k_size, bias, yp, y_stride, ahead, step); break;
+      case 5: block_rows<5>(xp, w, k_size, bias, yp, y_stride, ahead, step); break;
+      case 4: block_rows<4>(xp, w, k_size, bias, yp, y_stride, ahead, step); break;
+      case 3: block_rows<3>(xp, w, k_size, bias, yp, y_stride, ahead, step); break;
+      case 2: block_rows<2>(xp, w, k_size, bias, yp, y_stride, ahead, step); break;
+      default: block_rows<1>(xp, w, k_size, bias, yp, y_stride, ahead, step); break;
     }
     done += size;
   }
