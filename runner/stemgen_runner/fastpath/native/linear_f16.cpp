@@ -21,6 +21,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <vector>
@@ -125,13 +126,22 @@ at::Tensor linear_f16(const at::Tensor& input, const at::Tensor& packed, const s
   const int64_t y_stride = blocks * kColumns;
   for (int64_t row0 = 0; row0 < rows; row0 += kRowTile) {
     const int64_t tile = std::min(kRowTile, rows - row0);
-    // One contiguous run of blocks per thread: each thread streams its own part of the weights.
-    at::parallel_for(0, blocks, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t b = begin; b < end; ++b) {
-        rows_through_block(x_data + row0 * k_size, tile, k_size, w_data + b * k_size * kColumns,
-                           bias_data == nullptr ? nullptr : bias_data + b * kColumns,
-                           y_data + row0 * y_stride + b * kColumns, y_stride,
-                           b + 1 < end ? w_data + (b + 1) * k_size * kColumns : nullptr);
+    // Blocks are claimed one at a time from a shared counter, each thread claiming its next block
+    // before computing the current one (so the next block's weights stream in meanwhile). With 8
+    // rows a block is arithmetic-bound, and on a shared VM one core may run at half speed for a
+    // while (a busy neighbour on its sibling hyperthread): a fixed half per thread then waited for
+    // the slow one; claiming lets the fast one take more (bench_kernels.py, docs/benchmarks.md).
+    std::atomic<int64_t> unclaimed{0};
+    const int64_t workers = std::min<int64_t>(at::get_num_threads(), blocks);
+    at::parallel_for(0, workers, 1, [&](int64_t, int64_t) {
+      int64_t current = unclaimed.fetch_add(1, std::memory_order_relaxed);
+      while (current < blocks) {
+        const int64_t upcoming = unclaimed.fetch_add(1, std::memory_order_relaxed);
+        rows_through_block(x_data + row0 * k_size, tile, k_size, w_data + current * k_size * kColumns,
+                           bias_data == nullptr ? nullptr : bias_data + current * kColumns,
+                           y_data + row0 * y_stride + current * kColumns, y_stride,
+                           upcoming < blocks ? w_data + upcoming * k_size * kColumns : nullptr);
+        current = upcoming;
       }
     });
   }
