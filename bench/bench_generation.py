@@ -26,6 +26,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -171,6 +172,14 @@ def table(args: argparse.Namespace, all_runs: dict[str, list[dict[str, Any]]]) -
     lines += [f"| {name} | {seconds:.1f} | {rss:.0f} | {ratio} |" for name, seconds, rss, ratio in rows]
     if args.repeats > 1:
         lines[0] = lines[0].replace("| generate s |", f"| generate s (stemgen: median of {args.repeats}) |")
+        # Runs i of 1 and N stems ran back to back: their ratio sees the same neighbours, while the
+        # two medians may come from different minutes of a drifting machine.
+        for matrices in args.matrices:
+            pairs = [many["generate_s"] / one["generate_s"] for one, many in
+                     zip(all_runs[f"stemgen1{matrices}"], all_runs[f"stemgen{n}{matrices}"], strict=True)]
+            listed = ", ".join(f"{ratio:.2f}" for ratio in pairs)
+            lines += ["", f"stemgen ({matrices or 'runner default'}) {n} stems / 1 stem per pair of back-to-back "
+                          f"runs: {listed}; median {statistics.median(pairs):.2f}x"]
     load_plain = min(r["load_s"] for k, runs in all_runs.items() if k.startswith("plain") for r in runs)
     load_fast = min(r["load_s"] for k, runs in all_runs.items() if k.startswith("stemgen") for r in runs)
     lines += ["", "| model load (warm page cache, best of the runs) | seconds | ratio |", "|---|---:|---|",

@@ -11,7 +11,7 @@ and on the self-attention, which reads a KV cache per row. This prints, for this
 1. the float16 GEMM (native kernels; fbgemm beside it) on a 4096x1024 matrix, per row count:
    "cached" = one matrix over and over (8 MB, stays in L3): the arithmetic alone;
    "streamed" = 48 distinct matrices (384 MB): every weight from DRAM, as in a step;
-2. one step's GEMMs at musicgen-small shapes (24 layers + 4 output heads, 0.69 GB of float16);
+2. one step's GEMMs at musicgen-small shapes (24 layers + 4 output heads, 0.72 GB of float16);
 3. one step's self-attention over a float16 KV cache at --position.
 
 Random values, one process, configurations interleaved and the median taken: a shared VM's

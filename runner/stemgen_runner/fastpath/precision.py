@@ -29,21 +29,27 @@ class LogitDrift:
 
 
 @torch.inference_mode()
+def teacher_forced_logits(lm: Any, weights: ModelWeights, descriptions: Sequence[str],
+                          codes: torch.Tensor) -> torch.Tensor:
+    """[steps, 2*stems, K, card] raw logits (conditional rows, then unconditional) of a decoder fed
+    `codes` ([stems, K, S]) one position at a time, whatever it would have sampled."""
+    stems, steps = codes.shape[0], codes.shape[-1]
+    decoder = Decoder(lm, weights, build_cross_groups(lm, weights, list(descriptions)), stems, steps)
+    return torch.stack([decoder.step(codes[..., step:step + 1]) for step in range(steps)])
+
+
+@torch.inference_mode()
 def logit_drift(lm: Any, descriptions: Sequence[str], codes: torch.Tensor, matrices: str,
                 cfg_coef: float = 3.0, kernels: str = "native") -> LogitDrift:
     """Compare CFG-guided logits of `matrices` (a weights.MATRIX_FORMATS name) against float32
     along `codes` ([stems, K, S] in pattern-sequence order, e.g. audiocraft's interleaved sequence).
     `kernels` applies to `matrices` (weights.KERNELS); float32 always runs torch's."""
-    stems, steps = codes.shape[0], codes.shape[-1]
+    stems = codes.shape[0]
     runs = []
     for run_format, run_kernels in (("float32", "torch"), (matrices, kernels)):
-        weights = ModelWeights.from_lm(lm, run_format, run_kernels)
-        decoder = Decoder(lm, weights, build_cross_groups(lm, weights, list(descriptions)), stems, steps)
-        guided = []
-        for step in range(steps):
-            conditional, unconditional = decoder.step(codes[..., step:step + 1]).split(stems)
-            guided.append(unconditional + (conditional - unconditional) * cfg_coef)
-        runs.append(torch.stack(guided))
+        logits = teacher_forced_logits(lm, ModelWeights.from_lm(lm, run_format, run_kernels), descriptions, codes)
+        conditional, unconditional = logits.split(stems, dim=1)
+        runs.append(unconditional + (conditional - unconditional) * cfg_coef)
     reference, candidate = runs
     difference = candidate - reference
     return LogitDrift(

@@ -4,7 +4,8 @@
 // 4 stems (8 rows with classifier-free guidance) streams every weight twice (1.8x the time of
 // 2 rows). Here a weight block of 16 output columns is read from memory once and applied to all
 // rows (in passes of at most 6) while it sits in cache, and the next block is prefetched during
-// the passes: 8 rows cost ~1.4x what 2 do (docs/benchmarks.md).
+// the passes: at full core speed one step's GEMMs cost ~1.1x at 8 rows what they cost at 2
+// (bench/bench_kernels.py, docs/benchmarks.md).
 //
 // Every output element is computed by the same sequence of FMAs whatever the number of rows,
 // the row's position in the batch or the thread count (one accumulator, k in order, the bias
