@@ -138,6 +138,13 @@ def machine(threads: int) -> dict[str, str]:
                         f"audiocraft {audiocraft.__version__}"}
 
 
+def machine_report(info: dict[str, str]) -> str:
+    """`machine()`'s lines for the results, with the load average now beside the one at the start."""
+    loads = " ".join(f"{value:.1f}" for value in os.getloadavg())
+    return "\n".join(f"- {key}: {value} -> {loads}" if key == "load average" else f"- {key}: {value}"
+                     for key, value in info.items())
+
+
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The run with the median generate time (the upper median for an even count); peak RSS the largest."""
     ordered = sorted(runs, key=lambda run: run["generate_s"])
@@ -251,9 +258,8 @@ def main(argv: list[str] | None = None) -> None:
         for _ in range(args.stems):
             total["generate_s"] += run_child(args, "plain", 1)["generate_s"]
         results["sequential"] = [total]
-    info["load average"] += f" -> {' '.join(f'{value:.1f}' for value in os.getloadavg())}"
     print()
-    print("\n".join(f"- {key}: {value}" for key, value in info.items()))
+    print(machine_report(info))
     print()
     print(table(args, results))
     if args.drift_steps:

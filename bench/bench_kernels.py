@@ -21,9 +21,7 @@ bandwidth drifts by +-20 % between runs, so compare numbers within one run. Asse
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 from collections.abc import Callable
 
@@ -136,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     import torch
-    from bench_generation import machine
+    from bench_generation import machine, machine_report
 
     from stemgen_runner.fastpath import native
 
@@ -149,8 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     with torch.inference_mode():
         gemm = gemm_table(args.repeats)
         step = step_table(args.position, args.repeats)
-    info["load average"] += f" -> {' '.join(f'{value:.1f}' for value in os.getloadavg())}"
-    print("\n".join(f"- {key}: {value}" for key, value in info.items()))
+    print(machine_report(info))
     print()
     print(gemm)
     print()
@@ -158,4 +155,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
